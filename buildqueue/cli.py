@@ -1,0 +1,107 @@
+"""The `buildqueue` command: the demo (main job), builds and the test suite.
+
+    buildqueue demo [--watch N]    start the database, load the example, build, print the view
+    buildqueue build [--fixtures]  dbt build (models, data tests, unit tests)
+    buildqueue dbt ARGS...         any dbt command against the chosen database
+    buildqueue test [PYTEST ARGS]  the whole test suite (dbt build runs inside it)
+
+Every command takes --database (embedded | env | testcontainers | DSN; default
+$BUILDQUEUE_DATABASE or embedded) and --target (dev | ci | prod).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+
+from buildqueue.database import Database, DatabaseError, open_database
+from buildqueue.dbt import DbtError, DbtProject
+from buildqueue.paths import PROJECT_DIR
+from buildqueue.report import fetch_rows, print_rows
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="buildqueue", description=__doc__.split("\n\n")[0])
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--database", help="embedded (default), env, testcontainers or a DSN")
+    common.add_argument("--target", default="dev", help="dbt target: dev (default), ci or prod")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", parents=[common], help="build the view over the example")
+    demo.add_argument("--watch", type=float, metavar="N", help="refresh every N seconds")
+    build = sub.add_parser("build", parents=[common], help="dbt build")
+    build.add_argument("--fixtures", action="store_true", help="load the example fixtures")
+    show = sub.add_parser("show", parents=[common], help="print the view (no build)")
+    show.add_argument("--watch", type=float, metavar="N", help="refresh every N seconds")
+    dbt = sub.add_parser("dbt", parents=[common], help="run any dbt command")
+    dbt.add_argument("args", nargs=argparse.REMAINDER)
+    sub.add_parser("test", help="run the whole test suite (arguments go to pytest)")
+    return parser
+
+
+def view_schema(project: DbtProject) -> str:
+    """The schema dbt builds the view in for this target."""
+    import os
+
+    return project.schema or os.environ.get("BUILDQUEUE_SCHEMA") or {
+        "dev": "buildqueue_dev", "ci": "buildqueue_ci", "prod": "monitoring",
+    }.get(project.target, "buildqueue_dev")
+
+
+def show_view(db: Database, schema: str, watch: float | None) -> None:
+    """Print the view once, or every `watch` seconds until Ctrl-C."""
+    with db.connect() as conn:
+        if not watch:
+            print_rows(fetch_rows(conn, schema))
+            return
+        if watch <= 0:
+            raise SystemExit("error: --watch needs a positive number of seconds")
+        try:
+            while True:
+                rows = fetch_rows(conn, schema)
+                sys.stdout.write("\033[2J\033[H" if sys.stdout.isatty() else "\n")
+                print(f"view_build_queue_status at {time.strftime('%H:%M:%S')} "
+                      f"(every {watch:g}s, Ctrl-C to stop)")
+                print_rows(rows)
+                time.sleep(watch)
+        except KeyboardInterrupt:
+            print("\nstopped.")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["test"]:
+        # everything after `test` goes to pytest untouched (argparse would eat -q, -k ...)
+        import pytest
+
+        return int(pytest.main(["--rootdir", str(PROJECT_DIR), str(PROJECT_DIR / "pytests"),
+                                *argv[1:]]))
+    args = _parser().parse_args(argv)
+    db: Database | None = None
+    try:
+        db = open_database(args.database)
+        project = DbtProject(db, target=args.target, quiet=args.command != "dbt")
+        if args.command == "demo":
+            print(f"database: {db.describe()}", file=sys.stderr)
+            project.build(fixtures=True)
+            show_view(db, view_schema(project), args.watch)
+        elif args.command == "build":
+            print(project.build(fixtures=args.fixtures).describe())
+        elif args.command == "show":
+            show_view(db, view_schema(project), args.watch)
+        elif args.command == "dbt":
+            outcome = project.invoke(*args.args, check=False)
+            return 0 if outcome.success else 1
+        return 0
+    except (DatabaseError, DbtError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    finally:
+        if db is not None:
+            db.stop()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

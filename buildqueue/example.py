@@ -1,0 +1,65 @@
+"""The spec's example as data: what view_build_queue_status must return over the fixtures.
+
+Tests compare against this; the dbt test tests/assert_example_rows_match_spec.sql holds
+the same rows in SQL. Times that are relative to load time are given as ages.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+SOURCE_SCHEMA = "crystal_forge_example"
+"""Where the fixtures load (var source_schema's default)."""
+
+EXPECTED_ROWS: list[dict[str, object]] = [
+    {
+        "nixos_id": 1,
+        "system_name": "server-a",
+        "commit_timestamp": datetime(2024, 1, 15, 14, 30, tzinfo=UTC),
+        "total_packages": 10,
+        "completed_packages": 7,
+        "building_packages": 2,
+        "pending_packages": 1,
+        "cached_packages": 5,
+        "active_workers": 2,
+        "worker_ids": ["worker-0", "worker-1"],
+        "status": "building",
+        "cache_status": None,
+        "has_stale_workers": False,
+    },
+    {
+        "nixos_id": 2,
+        "system_name": "server-b",
+        "commit_timestamp": datetime(2024, 1, 15, 10, 0, tzinfo=UTC),
+        "total_packages": 3,
+        "completed_packages": 3,
+        "building_packages": 0,
+        "pending_packages": 0,
+        "cached_packages": 3,
+        "active_workers": 0,
+        "worker_ids": [],
+        "status": "ready_for_system_build",
+        "cache_status": None,
+        "has_stale_workers": False,
+    },
+    {
+        "nixos_id": 3,
+        "system_name": "server-c",
+        "commit_timestamp": datetime(2024, 1, 14, 9, 0, tzinfo=UTC),
+        "total_packages": 50,
+        "completed_packages": 45,
+        "building_packages": 3,
+        "pending_packages": 2,
+        "cached_packages": 40,
+        "active_workers": 3,
+        "worker_ids": ["worker-2", "worker-3", "worker-4"],
+        "status": "building",
+        # The spec's table says waiting_for_cache_push here; its definition ("built but
+        # not fully cached") says NULL for a system still building. We follow the definition.
+        "cache_status": None,
+        "has_stale_workers": True,
+    },
+]
+
+LATEST_HEARTBEAT_AGE_SECONDS = {"server-a": 15, "server-b": None, "server-c": 600}
+EARLIEST_RESERVATION_AGE_SECONDS = {"server-a": 1200, "server-b": None, "server-c": 10800}

@@ -1,0 +1,118 @@
+"""Render view_build_queue_status rows as a terminal table (progress, status, stale flag)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, TextIO
+
+import psycopg
+from psycopg.rows import dict_row
+
+VIEW_COLUMNS = (
+    "nixos_id",
+    "system_name",
+    "commit_timestamp",
+    "git_commit_hash",
+    "total_packages",
+    "completed_packages",
+    "building_packages",
+    "pending_packages",
+    "cached_packages",
+    "active_workers",
+    "worker_ids",
+    "earliest_reservation",
+    "latest_heartbeat",
+    "status",
+    "cache_status",
+    "has_stale_workers",
+)
+"""The spec's 16 columns, in the view's order."""
+
+_COLOURS = {"green": "32", "yellow": "33", "red": "31", "dim": "2", "bold": "1"}
+
+
+def fetch_rows(conn: psycopg.Connection, schema: str) -> list[dict[str, Any]]:
+    """All rows of the view, in the view's order."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(
+            psycopg.sql.SQL("select * from {}.view_build_queue_status").format(
+                psycopg.sql.Identifier(schema)
+            )
+        )
+        return list(cur.fetchall())
+
+
+def use_colour(stream: TextIO) -> bool:
+    """Colour only on a terminal, and never when NO_COLOR is set."""
+    return stream.isatty() and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
+
+
+def _paint(text: str, colour: str | None, enabled: bool) -> str:
+    if not enabled or colour is None:
+        return text
+    return f"\033[{_COLOURS[colour]}m{text}\033[0m"
+
+
+def progress_bar(done: int, total: int, width: int = 20) -> str:
+    """A fixed-width bar: '#' built, '.' not yet; an empty system counts as done."""
+    share = 1.0 if total == 0 else done / total
+    filled = round(share * width)
+    return "[" + "#" * filled + "." * (width - filled) + f"] {share * 100:5.1f}%"
+
+
+def row_colour(row: dict[str, Any]) -> str:
+    """Dashboard colours: red stale, green ready, yellow building, none pending."""
+    if row["has_stale_workers"]:
+        return "red"
+    return {"ready_for_system_build": "green", "building": "yellow"}.get(row["status"], "dim")
+
+
+def _format_time(value: datetime | None) -> str:
+    return "-" if value is None else value.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def render(rows: Sequence[dict[str, Any]], *, colour: bool = False) -> str:
+    """The table the demo prints: one line per system plus a totals line."""
+    headers = [
+        "system", "commit", "progress", "done", "bld", "pend", "cached",
+        "workers", "status", "cache", "stale",
+    ]
+    body = []
+    for row in rows:
+        body.append([
+            str(row["system_name"]),
+            _format_time(row["commit_timestamp"]),
+            progress_bar(row["completed_packages"], row["total_packages"]),
+            f"{row['completed_packages']}/{row['total_packages']}",
+            str(row["building_packages"]),
+            str(row["pending_packages"]),
+            str(row["cached_packages"]),
+            f"{row['active_workers']} " + (",".join(row["worker_ids"]) or "-"),
+            str(row["status"]),
+            row["cache_status"] or "-",
+            "STALE" if row["has_stale_workers"] else "no",
+        ])
+    widths = [max(len(h), *(len(r[i]) for r in body)) if body else len(h)
+              for i, h in enumerate(headers)]
+    lines = [_paint("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)),
+                    "bold", colour)]
+    for row, cells in zip(rows, body, strict=True):
+        line = "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
+        lines.append(_paint(line, row_colour(row), colour))
+    workers = sum(r["active_workers"] for r in rows)
+    remaining = sum(r["pending_packages"] + r["building_packages"] for r in rows)
+    stale = sum(1 for r in rows if r["has_stale_workers"])
+    lines.append(
+        f"{len(rows)} systems in queue, {workers} active workers, "
+        f"{remaining} packages left to build, {stale} with stale workers"
+    )
+    return "\n".join(lines)
+
+
+def print_rows(rows: Sequence[dict[str, Any]], stream: TextIO = sys.stdout) -> None:
+    """Print `render(rows)` with colour when the stream is a terminal."""
+    stream.write(render(rows, colour=use_colour(stream)) + "\n")
+    stream.flush()

@@ -1,0 +1,94 @@
+{#
+    The one way the SQL reads a project var: setting(name) validates the value against the
+    form documented in macros/_macros.yml and fails at compile time with a message that
+    names the var, the value given and the form expected. Nothing else calls var() for
+    these names, so a typo in --vars can never reach the database as broken SQL.
+#}
+{% macro setting(name) %}
+    {% set forms = {
+        'source_schema': 'identifier',
+        'queued_system_status_ids': 'integer list',
+        'build_complete_status_id': 'integer',
+        'build_in_progress_status_id': 'integer',
+        'cache_pushed_status_id': 'integer',
+        'stale_heartbeat_threshold': 'interval',
+        'load_fixtures': 'boolean',
+        'production_targets': 'identifier list',
+        'view_reader_roles': 'identifier list',
+    } %}
+    {% if name not in forms %}
+        {{ exceptions.raise_compiler_error("setting(): unknown setting '" ~ name ~ "'. Known settings: " ~ (forms.keys() | list | join(', '))) }}
+    {% endif %}
+    {% set form = forms[name] %}
+    {% set value = var(name) %}
+    {% set re = modules.re %}
+    {% set identifier = '^[A-Za-z_][A-Za-z0-9_$]{0,62}$' %}
+    {% set unit = '(microseconds?|milliseconds?|seconds?|secs?|minutes?|mins?|hours?|days?|weeks?)' %}
+    {% set interval = '^\\s*(\\d+(\\.\\d+)?\\s*' ~ unit ~ '\\s*)+$|^\\s*\\d{1,3}:\\d{2}(:\\d{2}(\\.\\d+)?)?\\s*$' %}
+    {% set ns = namespace(ok=true, result=value) %}
+
+    {% if form == 'integer' %}
+        {% if value is boolean or (value | string) is none or not re.match('^\\s*\\d{1,9}\\s*$', value | string) %}
+            {% set ns.ok = false %}
+        {% else %}
+            {% set ns.result = value | int %}
+        {% endif %}
+    {% elif form == 'integer list' %}
+        {% if value is string or value is mapping or value is not iterable or (value | length) == 0 %}
+            {% set ns.ok = false %}
+        {% else %}
+            {% set ns.result = [] %}
+            {% for item in value %}
+                {% if item is boolean or not re.match('^\\s*\\d{1,9}\\s*$', item | string) %}
+                    {% set ns.ok = false %}
+                {% else %}
+                    {% do ns.result.append(item | int) %}
+                {% endif %}
+            {% endfor %}
+        {% endif %}
+    {% elif form == 'identifier' %}
+        {% set ns.ok = value is string and re.match(identifier, value) is not none %}
+    {% elif form == 'identifier list' %}
+        {% if value is string or value is mapping or value is not iterable %}
+            {% set ns.ok = false %}
+        {% else %}
+            {% for item in value %}
+                {% if not (item is string and re.match(identifier, item)) %}
+                    {% set ns.ok = false %}
+                {% endif %}
+            {% endfor %}
+        {% endif %}
+    {% elif form == 'interval' %}
+        {% set ns.ok = value is string and re.match(interval, value, re.IGNORECASE) is not none %}
+    {% elif form == 'boolean' %}
+        {% if value is boolean %}
+            {% set ns.result = value %}
+        {% elif (value | string | lower) in ['true', 'false'] %}
+            {% set ns.result = (value | string | lower) == 'true' %}
+        {% else %}
+            {% set ns.ok = false %}
+        {% endif %}
+    {% endif %}
+
+    {% if not ns.ok %}
+        {% set examples = {
+            'identifier': "a SQL identifier such as public (letters, digits, _ and $; at most 63 characters)",
+            'identifier list': "a list of SQL identifiers such as [grafana_reader]",
+            'integer': "a non-negative integer id such as 6",
+            'integer list': "a non-empty list of integer ids such as [5, 12]",
+            'interval': "a PostgreSQL interval such as '5 minutes', '90 seconds' or '00:05:00'",
+            'boolean': "true or false",
+        } %}
+        {{ exceptions.raise_compiler_error(
+            "Invalid value for var '" ~ name ~ "': " ~ (value | tojson) ~ ". Expected " ~ examples[form]
+            ~ ". Fix it in dbt_project.yml (vars:) or in --vars, e.g. --vars '{" ~ name ~ ": ...}'."
+        ) }}
+    {% endif %}
+    {{ return(ns.result) }}
+{% endmacro %}
+
+
+{# A validated integer list rendered for SQL `in (...)`. #}
+{% macro setting_in_list(name) %}
+    {{ return('(' ~ (setting(name) | join(', ')) ~ ')') }}
+{% endmacro %}

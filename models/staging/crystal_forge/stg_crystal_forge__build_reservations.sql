@@ -1,0 +1,18 @@
+with
+
+source as (
+    select * from {{ source('crystal_forge', 'build_reservations') }}
+),
+
+final as (
+    select
+        id::integer as reservation_id,
+        worker_id::text as worker_id,
+        derivation_id::integer as derivation_id,
+        nixos_derivation_id::integer as nixos_derivation_id,
+        reserved_at::timestamptz as reserved_at,
+        heartbeat_at::timestamptz as heartbeat_at
+    from source
+)
+
+select * from final

@@ -1,0 +1,49 @@
+"""Session fixtures: one database, one dbt build over the example fixtures.
+
+The database backend is chosen by $BUILDQUEUE_DATABASE (embedded by default); see
+buildqueue.database. dbt runs in-process through buildqueue.dbt, once per session.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+
+from buildqueue.database import Database, open_database
+from buildqueue.dbt import DbtOutcome, DbtProject
+
+VIEW_SCHEMA = "buildqueue_ci"
+
+
+@pytest.fixture(scope="session")
+def database() -> Iterator[Database]:
+    db = open_database()
+    yield db
+    db.stop()
+
+
+@pytest.fixture(scope="session")
+def project(database: Database) -> DbtProject:
+    return DbtProject(database, target="ci", schema=VIEW_SCHEMA)
+
+
+@pytest.fixture(scope="session")
+def build(project: DbtProject) -> DbtOutcome:
+    """dbt build (models, data tests, unit tests) over freshly loaded fixtures."""
+    return project.build(fixtures=True, check=False)
+
+
+@pytest.fixture
+def conn(database: Database, build: DbtOutcome) -> Iterator[psycopg.Connection]:
+    """An autocommit connection to the built example (search_path: the view's schema)."""
+    with database.connect(options=f"-c search_path={VIEW_SCHEMA}") as connection:
+        yield connection
+
+
+@pytest.fixture
+def reload_fixtures(project: DbtProject, build: DbtOutcome) -> Iterator[None]:
+    """For tests that write to the source tables: the example is reloaded afterwards."""
+    yield
+    project.load_fixtures()
