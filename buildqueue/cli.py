@@ -45,9 +45,15 @@ def view_schema(project: DbtProject) -> str:
     """The schema dbt builds the view in for this target."""
     import os
 
-    return project.schema or os.environ.get("BUILDQUEUE_SCHEMA") or {
-        "dev": "buildqueue_dev", "ci": "buildqueue_ci", "prod": "monitoring",
-    }.get(project.target, "buildqueue_dev")
+    return (
+        project.schema
+        or os.environ.get("BUILDQUEUE_SCHEMA")
+        or {
+            "dev": "buildqueue_dev",
+            "ci": "buildqueue_ci",
+            "prod": "monitoring",
+        }.get(project.target, "buildqueue_dev")
+    )
 
 
 def show_view(db: Database, schema: str, watch: float | None) -> None:
@@ -62,8 +68,10 @@ def show_view(db: Database, schema: str, watch: float | None) -> None:
             while True:
                 rows = fetch_rows(conn, schema)
                 sys.stdout.write("\033[2J\033[H" if sys.stdout.isatty() else "\n")
-                print(f"view_build_queue_status at {time.strftime('%H:%M:%S')} "
-                      f"(every {watch:g}s, Ctrl-C to stop)")
+                print(
+                    f"view_build_queue_status at {time.strftime('%H:%M:%S')} "
+                    f"(every {watch:g}s, Ctrl-C to stop)"
+                )
                 print_rows(rows)
                 time.sleep(watch)
         except KeyboardInterrupt:
@@ -76,8 +84,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # everything after `test` goes to pytest untouched (argparse would eat -q, -k ...)
         import pytest
 
-        return int(pytest.main(["--rootdir", str(PROJECT_DIR), str(PROJECT_DIR / "pytests"),
-                                *argv[1:]]))
+        return int(
+            pytest.main(["--rootdir", str(PROJECT_DIR), str(PROJECT_DIR / "pytests"), *argv[1:]])
+        )
     args = _parser().parse_args(argv)
     db: Database | None = None
     try:

@@ -77,28 +77,41 @@ def _format_time(value: datetime | None) -> str:
 def render(rows: Sequence[dict[str, Any]], *, colour: bool = False) -> str:
     """The table the demo prints: one line per system plus a totals line."""
     headers = [
-        "system", "commit", "progress", "done", "bld", "pend", "cached",
-        "workers", "status", "cache", "stale",
+        "system",
+        "commit",
+        "progress",
+        "done",
+        "bld",
+        "pend",
+        "cached",
+        "workers",
+        "status",
+        "cache",
+        "stale",
     ]
     body = []
     for row in rows:
-        body.append([
-            str(row["system_name"]),
-            _format_time(row["commit_timestamp"]),
-            progress_bar(row["completed_packages"], row["total_packages"]),
-            f"{row['completed_packages']}/{row['total_packages']}",
-            str(row["building_packages"]),
-            str(row["pending_packages"]),
-            str(row["cached_packages"]),
-            f"{row['active_workers']} " + (",".join(row["worker_ids"]) or "-"),
-            str(row["status"]),
-            row["cache_status"] or "-",
-            "STALE" if row["has_stale_workers"] else "no",
-        ])
-    widths = [max(len(h), *(len(r[i]) for r in body)) if body else len(h)
-              for i, h in enumerate(headers)]
-    lines = [_paint("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)),
-                    "bold", colour)]
+        body.append(
+            [
+                str(row["system_name"]),
+                _format_time(row["commit_timestamp"]),
+                progress_bar(row["completed_packages"], row["total_packages"]),
+                f"{row['completed_packages']}/{row['total_packages']}",
+                str(row["building_packages"]),
+                str(row["pending_packages"]),
+                str(row["cached_packages"]),
+                f"{row['active_workers']} " + (",".join(row["worker_ids"]) or "-"),
+                str(row["status"]),
+                row["cache_status"] or "-",
+                "STALE" if row["has_stale_workers"] else "no",
+            ]
+        )
+    widths = [
+        max(len(h), *(len(r[i]) for r in body)) if body else len(h) for i, h in enumerate(headers)
+    ]
+    lines = [
+        _paint("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)), "bold", colour)
+    ]
     for row, cells in zip(rows, body, strict=True):
         line = "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
         lines.append(_paint(line, row_colour(row), colour))
