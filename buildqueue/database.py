@@ -207,7 +207,7 @@ def start_testcontainers() -> Database:
         raise BackendUnavailable("no Docker client or DOCKER_HOST on this machine")
     try:
         import docker  # installed with testcontainers
-        from testcontainers.postgres import PostgresContainer
+        from testcontainers.community.postgres import PostgresContainer
     except ImportError as error:
         raise BackendUnavailable(f"testcontainers is not installed ({error})") from error
     try:
