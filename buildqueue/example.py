@@ -11,6 +11,9 @@ from datetime import UTC, datetime
 SOURCE_SCHEMA = "crystal_forge_example"
 """Where the fixtures load (var source_schema's default)."""
 
+CI_VIEW_SCHEMA = "buildqueue_ci"
+"""Where the test suite builds the view (target ci)."""
+
 EXPECTED_ROWS: list[dict[str, object]] = [
     {
         "nixos_id": 1,

@@ -13,8 +13,7 @@ import pytest
 
 from buildqueue.database import Database, open_database
 from buildqueue.dbt import DbtOutcome, DbtProject
-
-VIEW_SCHEMA = "buildqueue_ci"
+from buildqueue.example import CI_VIEW_SCHEMA as VIEW_SCHEMA
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import psycopg
-from conftest import VIEW_SCHEMA
+
+from buildqueue.example import CI_VIEW_SCHEMA as VIEW_SCHEMA
 
 
 def test_the_mart_is_a_view_and_nothing_else_is_materialized(conn: psycopg.Connection) -> None:
