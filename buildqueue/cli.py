@@ -84,9 +84,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # everything after `test` goes to pytest untouched (argparse would eat -q, -k ...)
         import pytest
 
-        return int(
-            pytest.main(["--rootdir", str(PROJECT_DIR), str(PROJECT_DIR / "pytests"), *argv[1:]])
-        )
+        config = PROJECT_DIR / "pyproject.toml"
+        return int(pytest.main(["-c", str(config), "--rootdir", str(PROJECT_DIR), *argv[1:]]))
     args = _parser().parse_args(argv)
     db: Database | None = None
     try:
