@@ -20,10 +20,12 @@ from typing import Any
 import psycopg
 
 from buildqueue.dbt import DbtProject
-from buildqueue.paths import PROJECT_DIR
+from buildqueue.paths import SCRATCH_DIR
 
 PROJECT_NAME = "buildqueue"
-TARGET_DIR = PROJECT_DIR / "target"
+DOCS_TARGET_DIR = SCRATCH_DIR / "docs-site"
+"""Where the tests generate the site: a target path of its own, so later dbt commands
+(compile, ls) cannot overwrite the manifest the served site reads."""
 DESCRIBED_RESOURCES = ("model", "seed", "analysis")
 
 
@@ -40,13 +42,13 @@ class DocsArtifacts:
         return self.target_dir / "index.html"
 
 
-def generate_docs(project: DbtProject) -> DocsArtifacts:
-    """Run `dbt docs generate` and load its manifest.json and catalog.json."""
-    project.invoke("docs", "generate")
+def generate_docs(project: DbtProject, target_dir: Path = DOCS_TARGET_DIR) -> DocsArtifacts:
+    """Run `dbt docs generate` into ``target_dir``; load its manifest.json and catalog.json."""
+    project.invoke("docs", "generate", "--target-path", str(target_dir))
     return DocsArtifacts(
-        target_dir=TARGET_DIR,
-        manifest=json.loads((TARGET_DIR / "manifest.json").read_text()),
-        catalog=json.loads((TARGET_DIR / "catalog.json").read_text()),
+        target_dir=target_dir,
+        manifest=json.loads((target_dir / "manifest.json").read_text()),
+        catalog=json.loads((target_dir / "catalog.json").read_text()),
     )
 
 
