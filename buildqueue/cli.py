@@ -106,6 +106,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (DatabaseError, DbtError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        # Ctrl-C outside the watch loop (which stops with "stopped." and 0): no traceback.
+        print("\ninterrupted.", file=sys.stderr)
+        return 130
     finally:
         if db is not None:
             db.stop()

@@ -12,6 +12,7 @@
         'build_in_progress_status_id': 'integer',
         'cache_pushed_status_id': 'integer',
         'stale_heartbeat_threshold': 'interval',
+        'stuck_building_threshold': 'interval',
         'load_fixtures': 'boolean',
         'production_targets': 'identifier list',
         'view_reader_roles': 'identifier list',

@@ -13,6 +13,7 @@ import pytest
 
 from buildqueue.database import Database, open_database
 from buildqueue.dbt import DbtOutcome, DbtProject
+from buildqueue.docs import DocsArtifacts, generate_docs
 from buildqueue.example import CI_VIEW_SCHEMA as VIEW_SCHEMA
 
 
@@ -46,3 +47,9 @@ def reload_fixtures(project: DbtProject, build: DbtOutcome) -> Iterator[None]:
     """For tests that write to the source tables: the example is reloaded afterwards."""
     yield
     project.load_fixtures()
+
+
+@pytest.fixture(scope="session")
+def docs(project: DbtProject, build: DbtOutcome) -> DocsArtifacts:
+    """`dbt docs generate` over the built example: target/ with index.html, manifest, catalog."""
+    return generate_docs(project)

@@ -1,0 +1,20 @@
+{#
+    Spec alert "System Stuck Building": systems still building whose first reservation
+    is older than var stuck_building_threshold (default 2 hours). Any row fires the alert.
+#}
+with
+
+queue as (
+    select * from {{ ref('view_build_queue_status') }}
+),
+
+final as (
+    select *
+    from queue
+    where
+        status = 'building'
+        and earliest_reservation < now() - interval '{{ setting("stuck_building_threshold") }}'
+)
+
+select * from final
+order by earliest_reservation asc

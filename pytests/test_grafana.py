@@ -1,0 +1,312 @@
+"""grafana/: the files parse, reference each other, and their SQL returns what the example implies.
+
+No Grafana server runs here: buildqueue.grafana checks the wiring, expands the PostgreSQL
+data source's macros the way Grafana does and evaluates the alert rules' reduce/threshold
+chains against the fixture view.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+import pytest
+import yaml
+
+from buildqueue import grafana
+from buildqueue.example import EXPECTED_ROWS
+from buildqueue.grafana import TimeRange
+from buildqueue.paths import PROJECT_DIR
+
+EXAMPLE_RANGE = TimeRange(datetime(2024, 1, 1, tzinfo=UTC), datetime.now(UTC))
+"""A dashboard time range holding every example commit (January 2024)."""
+
+
+@pytest.fixture(scope="module")
+def files() -> dict[str, dict[str, Any]]:
+    return {
+        "dashboard": grafana.load_dashboard(),
+        "datasources": grafana.load_yaml(grafana.DATASOURCES_FILE),
+        "providers": grafana.load_yaml(grafana.DASHBOARD_PROVIDERS_FILE),
+        "alerting": grafana.load_yaml(grafana.ALERTING_FILE),
+    }
+
+
+def _problems(files: dict[str, dict[str, Any]]) -> list[str]:
+    return grafana.structure_problems(
+        files["dashboard"], files["datasources"], files["providers"], files["alerting"]
+    )
+
+
+def _panel(files: dict, title: str) -> dict[str, Any]:
+    (panel,) = [p for p in grafana.panels(files["dashboard"]) if p["title"] == title]
+    return panel
+
+
+def _rule(files: dict, uid: str) -> dict[str, Any]:
+    (rule,) = [r for _, r in grafana.alert_rules(files["alerting"]) if r["uid"] == uid]
+    return rule
+
+
+def _node(rule: dict, ref_id: str) -> dict[str, Any]:
+    (node,) = [item for item in rule["data"] if item["refId"] == ref_id]
+    return node
+
+
+# --- structure ---------------------------------------------------------------------
+
+
+def test_files_are_wired_together(files: dict) -> None:
+    assert _problems(files) == []
+
+
+@pytest.mark.parametrize(
+    ("breakage", "expected"),
+    [
+        (lambda f: f["dashboard"]["panels"][0].pop("targets"), "no query"),
+        (lambda f: f["dashboard"]["panels"][1].update(datasource={"uid": "x"}), "not provisioned"),
+        (lambda f: f["dashboard"]["panels"][2]["targets"][0].update(rawSql=" "), "no rawSql"),
+        (lambda f: f["dashboard"]["panels"][3].update(id=1), "panel ids"),
+        (lambda f: f["alerting"]["groups"][0]["rules"][0].update(condition="Z"), "condition"),
+        (
+            lambda f: f["alerting"]["groups"][0]["rules"][1]["data"][1]["model"].update(
+                expression="Q"
+            ),
+            "reads",
+        ),
+        (
+            lambda f: f["alerting"]["groups"][0]["rules"][2].update(uid="buildqueue-status"),
+            "more than once",
+        ),
+        (
+            lambda f: f["alerting"]["groups"][0]["rules"][0]["data"][0]["model"].update(
+                format="table"
+            ),
+            "time_series",
+        ),
+        (lambda f: f["alerting"]["groups"][0]["rules"][0].update(panelId=99), "unknown panel"),
+        (lambda f: f["alerting"]["groups"][0].update(folder="Elsewhere"), "folder"),
+    ],
+)
+def test_the_structure_check_catches_breakage(files: dict, breakage: Any, expected: str) -> None:
+    broken = copy.deepcopy(files)
+    breakage(broken)
+    problems = _problems(broken)
+    assert any(expected in problem for problem in problems), problems
+
+
+def test_datasource_connects_from_the_environment(files: dict) -> None:
+    (source,) = files["datasources"]["datasources"]
+    assert source["uid"] == "buildqueue-postgres"
+    assert source["type"] == "grafana-postgresql-datasource"
+    assert source["editable"] is False
+    env_only = re.compile(r"^(\$\{[A-Z_]+\}:?)+$")
+    for value in (
+        source["url"],
+        source["user"],
+        source["secureJsonData"]["password"],
+        source["jsonData"]["database"],
+        source["jsonData"]["sslmode"],
+    ):
+        assert env_only.match(str(value)), f"{value!r} is not taken from the environment"
+
+
+def test_dashboard_provider_loads_the_dashboard_folder(files: dict) -> None:
+    (provider,) = files["providers"]["providers"]
+    assert provider["type"] == "file"
+    assert provider["options"]["path"].endswith("/buildqueue")
+    assert provider["disableDeletion"] is True
+    assert sorted(p.name for p in grafana.DASHBOARD_FILE.parent.glob("*.json")) == [
+        "build-queue.json"
+    ]
+
+
+def test_dashboard_is_current_grafana(files: dict) -> None:
+    dashboard = files["dashboard"]
+    assert dashboard["uid"] == "buildqueue-status"
+    assert dashboard["schemaVersion"] >= 39  # Grafana 11 and later
+    assert dashboard.get("id") is None  # provisioned dashboards get their id from Grafana
+
+
+def test_dashboard_has_the_five_panels_of_the_spec(files: dict) -> None:
+    kinds = [(p["title"], p["type"]) for p in grafana.panels(files["dashboard"])]
+    assert kinds == [
+        ("Systems overview", "table"),
+        ("Worker distribution", "barchart"),
+        ("Queue depth over time", "timeseries"),
+        ("Stale workers", "table"),
+        ("Cache push lag", "gauge"),
+    ]
+
+
+def test_overview_has_progress_bars_status_colours_and_newest_first(files: dict) -> None:
+    panel = _panel(files, "Systems overview")
+    assert panel["options"]["sortBy"] == [{"displayName": "commit_timestamp", "desc": True}]
+    overrides = {
+        o["matcher"]["options"]: o["properties"] for o in panel["fieldConfig"]["overrides"]
+    }
+    progress = {p["id"]: p["value"] for p in overrides["progress"]}
+    assert progress["custom.cellOptions"]["type"] == "gauge"
+    assert (progress["min"], progress["max"], progress["unit"]) == (0, 1, "percentunit")
+    health = {p["id"]: p["value"] for p in overrides["health"]}
+    assert health["custom.cellOptions"] == {
+        "type": "color-background",
+        "mode": "basic",
+        "applyToRow": True,
+    }
+    colours = {k: v["color"] for k, v in health["mappings"][0]["options"].items()}
+    assert (colours["ready"], colours["building"], colours["stale"]) == ("green", "yellow", "red")
+
+
+def test_alert_thresholds_and_durations_are_the_specs(files: dict) -> None:
+    def threshold(rule: dict) -> tuple[str, list]:
+        evaluator = _node(rule, rule["condition"])["model"]["conditions"][0]["evaluator"]
+        return evaluator["type"], evaluator["params"]
+
+    stale = _rule(files, "buildqueue-stale-workers")
+    assert (threshold(stale), stale["for"]) == (("gt", [0]), "10m")
+    queue = _rule(files, "buildqueue-queue-growing")
+    assert threshold(queue) == ("gt", [500])
+    stuck = _rule(files, "buildqueue-stuck-building")
+    assert threshold(stuck) == ("gt", [0])
+    default = yaml.safe_load((PROJECT_DIR / "dbt_project.yml").read_text())["vars"][
+        "stuck_building_threshold"
+    ]
+    assert f"interval '{default}'" in _node(stuck, "A")["model"]["rawSql"]
+    assert default == "2 hours"
+
+
+def test_alert_file_has_no_dollar_grafana_would_interpolate(files: dict) -> None:
+    """Grafana expands $VARS from its environment in alert files, except in annotations."""
+    for _, rule in grafana.alert_rules(files["alerting"]):
+        without_annotations = {k: v for k, v in rule.items() if k != "annotations"}
+        assert "$" not in yaml.safe_dump(without_annotations), rule["uid"]
+
+
+# --- macro expansion ---------------------------------------------------------------
+
+
+def test_macros_expand_like_grafana() -> None:
+    span = TimeRange(
+        datetime(2024, 1, 14, 9, 0, tzinfo=UTC), datetime(2024, 1, 15, 10, 30, 0, 5000, tzinfo=UTC)
+    )
+    sql = (
+        "select $__time(c), $__timeEpoch(c), $__timeGroupAlias(c, '5m') from t "
+        "where $__timeFilter(c) and $__timeFrom() < $__timeTo() and $__unixEpochFilter(e)"
+    )
+    assert grafana.expand_macros(sql, span) == (
+        'select c AS "time", extract(epoch from c) as "time", '
+        'floor(extract(epoch from c)/300)*300 AS "time" from t '
+        "where c BETWEEN '2024-01-14T09:00:00Z' AND '2024-01-15T10:30:00.005Z' "
+        "and '2024-01-14T09:00:00Z' < '2024-01-15T10:30:00.005Z' "
+        "and e >= 1705222800 AND e <= 1705314600"
+    )
+    with pytest.raises(grafana.GrafanaError, match="unknown macro"):
+        grafana.expand_macros("select $__nope(x)", span)
+    with pytest.raises(grafana.GrafanaError, match="unexpanded"):
+        grafana.expand_macros("select $__interval", span)
+
+
+# --- the panels' and alerts' SQL on the example --------------------------------------
+
+
+def _rows(conn: psycopg.Connection, panel: dict, time_range: TimeRange = EXAMPLE_RANGE) -> list:
+    (target,) = panel["targets"]
+    columns, rows = grafana.run_query(conn, target["rawSql"], time_range)
+    return [dict(zip(columns, row, strict=True)) for row in rows]
+
+
+def test_every_query_runs_on_the_example(files: dict, conn: psycopg.Connection) -> None:
+    for panel, target in grafana.panel_targets(files["dashboard"]):
+        grafana.run_query(conn, target["rawSql"], EXAMPLE_RANGE)  # raises on bad SQL
+        assert panel["title"]
+    for _, rule in grafana.alert_rules(files["alerting"]):
+        for query in grafana.rule_queries(rule):
+            columns, rows = grafana.run_query(conn, query["model"]["rawSql"], EXAMPLE_RANGE)
+            assert columns[0] == "time" and len(rows) == 1, rule["uid"]
+
+
+def test_systems_overview_panel(files: dict, conn: psycopg.Connection) -> None:
+    rows = _rows(conn, _panel(files, "Systems overview"))
+    assert [(r["system_name"], r["health"]) for r in rows] == [
+        ("server-a", "building"),
+        ("server-b", "ready"),
+        ("server-c", "stale"),
+    ]
+    assert [r["commit_timestamp"] for r in rows] == [e["commit_timestamp"] for e in EXPECTED_ROWS]
+    assert [r["progress"] for r in rows] == [Decimal("0.7"), 1, Decimal("0.9")]
+    assert [r["workers"] for r in rows] == [
+        "worker-0, worker-1",
+        "",
+        "worker-2, worker-3, worker-4",
+    ]
+
+
+def test_worker_distribution_panel(files: dict, conn: psycopg.Connection) -> None:
+    rows = _rows(conn, _panel(files, "Worker distribution"))
+    assert [(r["system_name"], r["active_workers"]) for r in rows] == [
+        ("server-c", 3),
+        ("server-a", 2),
+        ("server-b", 0),
+    ]
+
+
+def test_queue_depth_panel(files: dict, conn: psycopg.Connection) -> None:
+    panel = _panel(files, "Queue depth over time")
+    assert panel["targets"][0]["format"] == "time_series"
+    points = [(r["time"], r["pending_packages"], r["work_remaining"]) for r in _rows(conn, panel)]
+    by_time = sorted(EXPECTED_ROWS, key=lambda e: e["commit_timestamp"])
+    assert points == [
+        (
+            e["commit_timestamp"],
+            e["pending_packages"],
+            e["pending_packages"] + e["building_packages"],
+        )
+        for e in by_time
+    ]
+    # $__timeFilter really filters: from 2024-01-15 on, server-c's commit (01-14) drops out
+    later = TimeRange(datetime(2024, 1, 15, tzinfo=UTC), EXAMPLE_RANGE.end)
+    assert [r["time"] for r in _rows(conn, panel, later)] == [
+        e["commit_timestamp"] for e in by_time[1:]
+    ]
+
+
+def test_stale_workers_panel(files: dict, conn: psycopg.Connection) -> None:
+    rows = _rows(conn, _panel(files, "Stale workers"))
+    assert [(r["system_name"], r["workers"], r["building_packages"]) for r in rows] == [
+        ("server-c", "worker-2, worker-3, worker-4", 3)
+    ]
+    assert 600 <= rows[0]["seconds_since_heartbeat"] < 3600
+
+
+def test_cache_push_lag_panel(files: dict, conn: psycopg.Connection) -> None:
+    # No system is fully built yet not fully pushed (server-c is still building: we follow
+    # the spec's definition of cache_status); 2 + 5 packages are built but not pushed.
+    assert _rows(conn, _panel(files, "Cache push lag")) == [
+        {"systems_waiting_for_cache_push": 0, "packages_built_not_pushed": 7}
+    ]
+
+
+@pytest.mark.parametrize(
+    ("uid", "value", "firing"),
+    [
+        ("buildqueue-stale-workers", 1, True),  # server-c
+        ("buildqueue-queue-growing", 8, False),  # 3 + 0 + 5 packages, threshold 500
+        ("buildqueue-stuck-building", 1, True),  # server-c, reserved 3 h ago
+    ],
+)
+def test_alerts_on_the_example(
+    files: dict, conn: psycopg.Connection, uid: str, value: int, firing: bool
+) -> None:
+    evaluation = grafana.evaluate_rule(_rule(files, uid), conn)
+    assert (evaluation.value, evaluation.firing) == (value, firing)
+
+
+def test_queue_alert_fires_above_its_threshold(files: dict, conn: psycopg.Connection) -> None:
+    rule = copy.deepcopy(_rule(files, "buildqueue-queue-growing"))
+    _node(rule, "C")["model"]["conditions"][0]["evaluator"]["params"] = [7]
+    assert grafana.evaluate_rule(rule, conn).firing
