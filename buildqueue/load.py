@@ -155,7 +155,8 @@ def populate_fleet(project: DbtProject, schema: str, systems: int, packages: int
                   timestamptz '2024-01-15 00:00+00' - make_interval(mins => i)
            from generate_series(1, %(systems)s) as i""",
         """insert into derivations (id, commit_id, derivation_type, derivation_name, status_id)
-           select i, i, 'nixos', 'host-' || lpad(i::text, 5, '0'), case when i %% 2 = 0 then 5 else 12 end
+           select i, i, 'nixos', 'host-' || lpad(i::text, 5, '0'),
+                  case when i %% 2 = 0 then 5 else 12 end
            from generate_series(1, %(systems)s) as i""",
         """insert into derivations (id, derivation_type, derivation_name, status_id, pname, version)
            select %(systems)s + p, 'package', 'pkg-' || p || '-1.0',
@@ -167,7 +168,8 @@ def populate_fleet(project: DbtProject, schema: str, systems: int, packages: int
         """insert into build_reservations
                (worker_id, derivation_id, nixos_derivation_id, reserved_at, heartbeat_at)
            select 'worker-' || (d.derivation_id %% 300), d.depends_on_id, d.derivation_id,
-                  now() - interval '30 minutes', now() - make_interval(secs => d.derivation_id %% 600)
+                  now() - interval '30 minutes',
+                  now() - make_interval(secs => d.derivation_id %% 600)
            from derivation_dependencies as d
            join derivations as p on p.id = d.depends_on_id and p.status_id = 8
            where d.derivation_id %% 4 = 0

@@ -45,7 +45,8 @@ def test_reader_can_select_the_view(as_reader: psycopg.Connection) -> None:
     [
         f"select * from {SOURCE_SCHEMA}.derivations",
         f"select * from {SOURCE_SCHEMA}.build_reservations",
-        f"insert into {SOURCE_SCHEMA}.build_reservations (worker_id, derivation_id) values ('x', 1)",
+        f"insert into {SOURCE_SCHEMA}.build_reservations (worker_id, derivation_id)"
+        " values ('x', 1)",
         f"update {SOURCE_SCHEMA}.derivations set status_id = 6",
         f"delete from {SOURCE_SCHEMA}.commits",
         f"alter view {VIEW} rename to hijacked",
@@ -55,9 +56,7 @@ def test_reader_can_select_the_view(as_reader: psycopg.Connection) -> None:
     ],
     ids=lambda statement: " ".join(statement.split()[:2]) + " " + statement.split()[-1][:30],
 )
-def test_reader_cannot_touch_anything_else(
-    as_reader: psycopg.Connection, statement: str
-) -> None:
+def test_reader_cannot_touch_anything_else(as_reader: psycopg.Connection, statement: str) -> None:
     with pytest.raises(psycopg.errors.InsufficientPrivilege):
         as_reader.execute(statement)
 

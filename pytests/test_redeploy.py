@@ -93,9 +93,7 @@ def _writers(database: Database) -> Iterator[list[str]]:
     assert all(counts), f"every kind of write ran at least once: {counts}"
 
 
-def _rebuild_while_polling(
-    database: Database, project: DbtProject, reader_role: str
-) -> Pollers:
+def _rebuild_while_polling(database: Database, project: DbtProject, reader_role: str) -> Pollers:
     vars = {"view_reader_roles": [reader_role]}
     project.invoke("run", vars=vars)  # the reader role's grant exists before polling
     with Pollers(
