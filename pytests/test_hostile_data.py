@@ -251,7 +251,8 @@ def _plant(database: Database, project: DbtProject) -> None:
         conn.execute(RELAX)
         conn.cursor().executemany(
             "insert into commits (id, flake_id, git_commit_hash, commit_timestamp)"
-            " values (%s, 1, md5(%s::text), timestamptz '2024-03-01 00:00+00' + %s * interval '1 hour')",
+            " values (%s, 1, md5(%s::text),"
+            " timestamptz '2024-03-01 00:00+00' + %s * interval '1 hour')",
             [(i, i, i) for i in range(1, 13)],
         )
         conn.cursor().executemany(
