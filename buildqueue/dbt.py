@@ -110,14 +110,15 @@ class DbtProject:
             saved = {key: os.environ.get(key) for key in self.environment()}
             os.environ.update(self.environment())
             try:
-                result = dbtRunner().invoke(command)
+                errors: list[str] = []
+                result = dbtRunner(callbacks=[_error_collector(errors)]).invoke(command)
             finally:
                 for key, value in saved.items():
                     if value is None:
                         os.environ.pop(key, None)
                     else:
                         os.environ[key] = value
-        outcome = _outcome(command, result, self.database)
+        outcome = _outcome(command, result, self.database, errors)
         outcome.label = " ".join([*args, *(["--vars", json.dumps(vars)] if vars else [])])
         if check and not outcome.success:
             raise DbtError(outcome.describe())
@@ -159,7 +160,20 @@ def explain_dbt_error(text: str, database: Database) -> str:
     return "\n".join(line for line in lines if line.strip() and not line.lstrip().startswith(">"))
 
 
-def _outcome(command: list[str], result: Any, database: Database) -> DbtOutcome:
+def _error_collector(errors: list[str]) -> Any:
+    """A dbt event callback keeping the text of error-level events (e.g. the exception of
+    a failed run-operation, which dbt reports only as an event)."""
+
+    def collect(event: Any) -> None:
+        if getattr(event.info, "level", "") == "error" and event.info.msg:
+            errors.append(str(event.info.msg))
+
+    return collect
+
+
+def _outcome(
+    command: list[str], result: Any, database: Database, errors: list[str] | None = None
+) -> DbtOutcome:
     outcome = DbtOutcome(command=command, success=bool(result.success), result=result)
     if result.exception is not None:
         outcome.success = False
@@ -170,6 +184,8 @@ def _outcome(command: list[str], result: Any, database: Database) -> DbtOutcome:
         status = str(getattr(node_result, "status", "")).lower()
         outcome.node_statuses[name] = status
         message = (getattr(node_result, "message", None) or "").strip()
+        if not message and status in FAILED_STATUSES and errors:
+            message = errors[-1].strip()
         if status in FAILED_STATUSES:
             outcome.failures.append(f"{name}: {explain_dbt_error(message, database)}")
         elif status == "warn":
