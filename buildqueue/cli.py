@@ -4,6 +4,7 @@
     buildqueue build [--fixtures]  dbt build (models, data tests, unit tests)
     buildqueue dbt ARGS...         any dbt command against the chosen database
     buildqueue test [PYTEST ARGS]  the whole test suite (dbt build runs inside it)
+    buildqueue load                20 dashboard clients for 30 s on a 1000 x 200 fleet
 
 Every command takes --database (embedded | env | testcontainers | DSN; default
 $BUILDQUEUE_DATABASE or embedded) and --target (dev | ci | prod).
@@ -37,6 +38,11 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("--watch", type=float, metavar="N", help="refresh every N seconds")
     dbt = sub.add_parser("dbt", parents=[common], help="run any dbt command")
     dbt.add_argument("args", nargs=argparse.REMAINDER)
+    load = sub.add_parser("load", parents=[common], help="concurrent dashboard load report")
+    load.add_argument("--systems", type=int, default=1000, help="queued systems (1000)")
+    load.add_argument("--packages", type=int, default=200, help="packages per system (200)")
+    load.add_argument("--clients", type=int, default=20, help="concurrent clients (20)")
+    load.add_argument("--seconds", type=float, default=30.0, help="duration (30)")
     sub.add_parser("test", help="run the whole test suite (arguments go to pytest)")
     return parser
 
@@ -99,6 +105,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(project.build(fixtures=args.fixtures).describe())
         elif args.command == "show":
             show_view(db, view_schema(project), args.watch)
+        elif args.command == "load":
+            from buildqueue.load import LOAD_VIEW_SCHEMA, run_load
+
+            project.schema = LOAD_VIEW_SCHEMA
+            report = run_load(
+                project,
+                systems=args.systems,
+                packages=args.packages,
+                clients=args.clients,
+                seconds=args.seconds,
+            )
+            print(report.describe())
         elif args.command == "dbt":
             outcome = project.invoke(*args.args, check=False)
             return 0 if outcome.success else 1

@@ -3,6 +3,11 @@
 dbt is not safe to run from several threads at once, so every invocation goes through
 `DbtProject.invoke`, which holds a process-wide lock. The profile is profiles.yml.example,
 copied into .buildqueue/profiles; the connection reaches it through the PG* variables.
+Set DBT_PROFILES_DIR to use a profiles.yml of your own instead.
+
+Failures come back as one message naming the problem and the fix: connection failures
+are explained like `buildqueue.database` explains them, dbt's macro call stacks are
+dropped, and in quiet mode dbt prints nothing itself, so nothing is said twice.
 """
 
 from __future__ import annotations
@@ -15,11 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from buildqueue.database import Database
+from buildqueue.database import Database, explain_connection_error
 from buildqueue.paths import PROFILES_TEMPLATE, PROJECT_DIR, SCRATCH_DIR
 
 _LOCK = threading.Lock()
 FAILED_STATUSES = {"error", "fail", "runtime error"}
+PROFILES_DIR_ENV = "DBT_PROFILES_DIR"
+_CONNECTION_FAILURE_MARKS = ("connection to server", "could not connect to server")
 
 
 class DbtError(Exception):
@@ -36,9 +43,12 @@ class DbtOutcome:
     warnings: list[str] = field(default_factory=list)
     node_statuses: dict[str, str] = field(default_factory=dict)
     result: Any = None
+    label: str = ""
 
     def describe(self) -> str:
-        lines = [f"dbt {' '.join(self.command)}: {'ok' if self.success else 'FAILED'}"]
+        """One header line (the command as asked for), then what failed and warned."""
+        asked = self.label or " ".join(self.command)
+        lines = [f"dbt {asked}: {'ok' if self.success else 'FAILED'}"]
         lines += [f"  failed: {item}" for item in self.failures]
         lines += [f"  warned: {item}" for item in self.warnings]
         return "\n".join(lines)
@@ -56,6 +66,9 @@ class DbtProject:
 
     @property
     def profiles_dir(self) -> Path:
+        """$DBT_PROFILES_DIR when set, else a folder holding a copy of profiles.yml.example."""
+        if os.environ.get(PROFILES_DIR_ENV):
+            return Path(os.environ[PROFILES_DIR_ENV])
         folder = SCRATCH_DIR / "profiles"
         folder.mkdir(parents=True, exist_ok=True)
         profile = folder / "profiles.yml"
@@ -72,28 +85,41 @@ class DbtProject:
     def invoke(
         self, *args: str, vars: dict[str, Any] | None = None, check: bool = True
     ) -> DbtOutcome:
-        """Run one dbt command; raise `DbtError` on failure when ``check``."""
+        """Run one dbt command; raise `DbtError` on failure when ``check``.
+
+        Options already in ``args`` (--target, --profiles-dir, --project-dir) win over the
+        project's own, so `buildqueue dbt run --target prod` really targets prod.
+        """
         from dbt.cli.main import dbtRunner
 
         command = list(args)
-        command += ["--project-dir", str(self.project_dir)]
-        command += ["--profiles-dir", str(self.profiles_dir), "--target", self.target]
+        defaults = {
+            "--project-dir": str(self.project_dir),
+            "--profiles-dir": str(self.profiles_dir),
+            "--target": self.target,
+        }
+        for option, value in defaults.items():
+            if not _has_option(command, option):
+                command += [option, value]
         if vars:
             command += ["--vars", json.dumps(vars)]
         if self.quiet:
-            command += ["--quiet"]
+            # dbt would print its error and DbtError would say it again: say it once.
+            command += ["--log-level", "none", "--log-level-file", "info"]
         with _LOCK:
             saved = {key: os.environ.get(key) for key in self.environment()}
             os.environ.update(self.environment())
             try:
-                result = dbtRunner().invoke(command)
+                errors: list[str] = []
+                result = dbtRunner(callbacks=[_error_collector(errors)]).invoke(command)
             finally:
                 for key, value in saved.items():
                     if value is None:
                         os.environ.pop(key, None)
                     else:
                         os.environ[key] = value
-        outcome = _outcome(command, result)
+        outcome = _outcome(command, result, self.database, errors)
+        outcome.label = " ".join([*args, *(["--vars", json.dumps(vars)] if vars else [])])
         if check and not outcome.success:
             raise DbtError(outcome.describe())
         return outcome
@@ -112,19 +138,56 @@ class DbtProject:
         return self.invoke(*args, vars={"load_fixtures": fixtures}, check=check)
 
 
-def _outcome(command: list[str], result: Any) -> DbtOutcome:
+def _has_option(command: list[str], option: str) -> bool:
+    short = {"--target": "-t"}.get(option)
+    return any(arg in (option, short) or arg.startswith(option + "=") for arg in command)
+
+
+def explain_dbt_error(text: str, database: Database) -> str:
+    """dbt's error text, made actionable: connection failures and a missing profile get
+    the fix spelled out; dbt's "> in macro ... > called by ..." call stack is dropped."""
+    lowered = text.lower()
+    if any(mark in lowered for mark in _CONNECTION_FAILURE_MARKS):
+        return explain_connection_error(Exception(text), database)
+    if "could not find profile named" in lowered:
+        return (
+            f"{text.splitlines()[-1].strip()} (no such profile in the profiles.yml that "
+            f"dbt read). Fix: copy profiles.yml.example to ~/.dbt/profiles.yml, point "
+            f"{PROFILES_DIR_ENV} at a folder holding it, or unset {PROFILES_DIR_ENV} to "
+            "let buildqueue write one."
+        )
+    lines = [line.rstrip() for line in text.strip().splitlines()]
+    return "\n".join(line for line in lines if line.strip() and not line.lstrip().startswith(">"))
+
+
+def _error_collector(errors: list[str]) -> Any:
+    """A dbt event callback keeping the text of error-level events (e.g. the exception of
+    a failed run-operation, which dbt reports only as an event)."""
+
+    def collect(event: Any) -> None:
+        if getattr(event.info, "level", "") == "error" and event.info.msg:
+            errors.append(str(event.info.msg))
+
+    return collect
+
+
+def _outcome(
+    command: list[str], result: Any, database: Database, errors: list[str] | None = None
+) -> DbtOutcome:
     outcome = DbtOutcome(command=command, success=bool(result.success), result=result)
     if result.exception is not None:
         outcome.success = False
-        outcome.failures.append(str(result.exception).strip())
+        outcome.failures.append(explain_dbt_error(str(result.exception), database))
     for node_result in getattr(result.result, "results", None) or []:
         node = getattr(node_result, "node", None)
         name = getattr(node, "unique_id", None) or getattr(node_result, "unique_id", "?")
         status = str(getattr(node_result, "status", "")).lower()
         outcome.node_statuses[name] = status
         message = (getattr(node_result, "message", None) or "").strip()
+        if not message and status in FAILED_STATUSES and errors:
+            message = errors[-1].strip()
         if status in FAILED_STATUSES:
-            outcome.failures.append(f"{name}: {message}")
+            outcome.failures.append(f"{name}: {explain_dbt_error(message, database)}")
         elif status == "warn":
             outcome.warnings.append(f"{name}: {message}")
     return outcome

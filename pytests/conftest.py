@@ -53,3 +53,26 @@ def reload_fixtures(project: DbtProject, build: DbtOutcome) -> Iterator[None]:
 def docs(project: DbtProject, build: DbtOutcome) -> DocsArtifacts:
     """`dbt docs generate` over the built example: target/ with index.html, manifest, catalog."""
     return generate_docs(project)
+
+
+READER_ROLE = "buildqueue_test_reader"
+
+
+@pytest.fixture(scope="session")
+def reader_role(database: Database) -> Iterator[str]:
+    """A login role with no privileges of its own, like a read-only Grafana user."""
+    with database.connect() as connection:
+        if _role_exists(connection):  # left over from an interrupted run
+            connection.execute(f"drop owned by {READER_ROLE}")
+            connection.execute(f"drop role {READER_ROLE}")
+        connection.execute(f"create role {READER_ROLE} login")
+    yield READER_ROLE
+    with database.connect() as connection:
+        connection.execute(f"drop owned by {READER_ROLE}")
+        connection.execute(f"drop role {READER_ROLE}")
+
+
+def _role_exists(connection: psycopg.Connection) -> bool:
+    return bool(
+        connection.execute("select 1 from pg_roles where rolname = %s", [READER_ROLE]).fetchone()
+    )

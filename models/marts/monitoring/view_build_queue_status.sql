@@ -1,7 +1,15 @@
 {#
     One row per queued NixOS system: package progress, workers and cache state.
     Published as a view, so every query sees the operational tables as they are now.
+    Readers (var view_reader_roles, e.g. a Grafana role) get SELECT on the view and USAGE
+    on its schema, nothing on the source tables: the view runs with its owner's rights.
 #}
+{{
+    config(
+        grants={'select': setting('view_reader_roles')},
+        post_hook="{{ grant_schema_usage(this) }}",
+    )
+}}
 with
 
 systems as (

@@ -1,0 +1,229 @@
+"""Dashboard-like load on the view: pollers, a scale fixture and the `buildqueue load` report.
+
+`poll_view` is one Grafana-like client: its own connection, one short autocommit
+transaction per query, every row fetched. The redeploy tests run it while dbt rebuilds
+the view; `run_load` runs many of them at once against a fleet-sized database and
+reports throughput, p50/p99 latency and errors.
+
+`populate_fleet` is the single place that fills a scratch source schema with a fleet of
+``systems`` x ``packages``; to use another generator (e.g. ``buildqueue.fleet``) swap the
+body of that one function.
+"""
+
+from __future__ import annotations
+
+import statistics
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+import psycopg
+from psycopg import sql
+
+from buildqueue.database import Database, DatabaseError
+from buildqueue.dbt import DbtProject
+
+LOAD_SOURCE_SCHEMA = "crystal_forge_load"
+LOAD_VIEW_SCHEMA = "buildqueue_load"
+
+
+@dataclass
+class PollStats:
+    """What one or more pollers saw: latencies (s), row counts per query, errors."""
+
+    latencies: list[float] = field(default_factory=list)
+    row_counts: Counter[int] = field(default_factory=Counter)
+    errors: list[str] = field(default_factory=list)
+    system_names: Counter[frozenset[str]] = field(default_factory=Counter)
+
+    @property
+    def queries(self) -> int:
+        return len(self.latencies) + len(self.errors)
+
+    def merge(self, other: PollStats) -> None:
+        self.latencies += other.latencies
+        self.row_counts.update(other.row_counts)
+        self.errors += other.errors
+        self.system_names.update(other.system_names)
+
+
+def view_query(schema: str) -> sql.Composed:
+    """The dashboard's query: every row of the view."""
+    return sql.SQL("select * from {}.view_build_queue_status").format(sql.Identifier(schema))
+
+
+def poll_view(
+    db: Database,
+    schema: str,
+    stop: threading.Event,
+    *,
+    interval: float = 0.0,
+    user: str | None = None,
+    track_names: bool = False,
+) -> PollStats:
+    """Query the view until ``stop`` is set; each query is its own transaction.
+
+    A failed query is recorded (never raised) and the poller reconnects, as Grafana does.
+    """
+    stats = PollStats()
+    query = view_query(schema)
+    overrides = {"user": user} if user else {}
+    conn: psycopg.Connection | None = None
+    try:
+        while not stop.is_set():
+            started = time.perf_counter()
+            try:
+                if conn is None or conn.closed:
+                    conn = db.connect(autocommit=True, **overrides)
+                rows = conn.execute(query).fetchall()
+            except (psycopg.Error, DatabaseError) as error:
+                stats.errors.append(f"{type(error).__name__}: {error}".strip())
+                if conn is not None and conn.broken:
+                    conn = None
+            else:
+                stats.latencies.append(time.perf_counter() - started)
+                stats.row_counts[len(rows)] += 1
+                if track_names:
+                    stats.system_names[frozenset(row[1] for row in rows)] += 1
+            if interval:
+                stop.wait(interval)
+    finally:
+        if conn is not None:
+            conn.close()
+    return stats
+
+
+class Pollers:
+    """Run ``count`` pollers in threads for the duration of a ``with`` block."""
+
+    def __init__(self, db: Database, schema: str, count: int = 1, **poll_options: object) -> None:
+        self.stop = threading.Event()
+        self.stats = PollStats()
+        self._results: list[PollStats] = []
+        self._threads = [
+            threading.Thread(
+                target=lambda: self._results.append(
+                    poll_view(db, schema, self.stop, **poll_options)  # type: ignore[arg-type]
+                ),
+                daemon=True,
+            )
+            for _ in range(count)
+        ]
+        self.seconds = 0.0
+
+    def __enter__(self) -> Pollers:
+        self._started = time.perf_counter()
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        for thread in self._threads:
+            thread.join()
+        self.seconds = time.perf_counter() - self._started
+        for result in self._results:
+            self.stats.merge(result)
+
+
+def percentile(values: list[float], share: float) -> float:
+    """The ``share`` quantile (0..1) of ``values``, by linear interpolation."""
+    if not values:
+        return float("nan")
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=1000, method="inclusive")[round(share * 1000) - 1]
+
+
+def populate_fleet(project: DbtProject, schema: str, systems: int, packages: int) -> None:
+    """Fill ``schema`` with a fleet: ``systems`` queued systems x ``packages`` packages each.
+
+    The one boundary to swap for ``buildqueue.fleet`` once it is merged. Tables come from
+    the dbt macro create_crystal_forge_tables (the real shapes); rows from generate_series.
+    Packages are drawn from a shared pool (as nixpkgs is shared between hosts), about a
+    third building or done, some cached; every fourth system has workers on it.
+    """
+    project.invoke(
+        "run-operation", "create_crystal_forge_tables", "--args", f"{{schema: {schema}}}"
+    )
+    pool = max(packages, systems * packages // 5)
+    statements = [
+        "truncate commits, derivations, derivation_dependencies, build_reservations",
+        """insert into commits (id, flake_id, git_commit_hash, commit_timestamp)
+           select i, 1 + i %% 10, md5(i::text) || md5((-i)::text),
+                  timestamptz '2024-01-15 00:00+00' - make_interval(mins => i)
+           from generate_series(1, %(systems)s) as i""",
+        """insert into derivations (id, commit_id, derivation_type, derivation_name, status_id)
+           select i, i, 'nixos', 'host-' || lpad(i::text, 5, '0'),
+                  case when i %% 2 = 0 then 5 else 12 end
+           from generate_series(1, %(systems)s) as i""",
+        """insert into derivations (id, derivation_type, derivation_name, status_id, pname, version)
+           select %(systems)s + p, 'package', 'pkg-' || p || '-1.0',
+                  (array[6, 8, 14, 14, 3, 5])[1 + p %% 6], 'pkg-' || p, '1.0'
+           from generate_series(1, %(pool)s) as p""",
+        """insert into derivation_dependencies (derivation_id, depends_on_id)
+           select i, %(systems)s + 1 + ((i * 7919 + j) %% %(pool)s)
+           from generate_series(1, %(systems)s) as i, generate_series(0, %(packages)s - 1) as j""",
+        """insert into build_reservations
+               (worker_id, derivation_id, nixos_derivation_id, reserved_at, heartbeat_at)
+           select 'worker-' || (d.derivation_id %% 300), d.depends_on_id, d.derivation_id,
+                  now() - interval '30 minutes',
+                  now() - make_interval(secs => d.derivation_id %% 600)
+           from derivation_dependencies as d
+           join derivations as p on p.id = d.depends_on_id and p.status_id = 8
+           where d.derivation_id %% 4 = 0
+           on conflict (derivation_id) do nothing""",
+        "select setval(pg_get_serial_sequence('build_reservations', 'id'), "
+        "(select coalesce(max(id), 1) from build_reservations))",
+        "analyze commits, derivations, derivation_dependencies, build_reservations",
+    ]
+    params = {"systems": systems, "packages": packages, "pool": pool}
+    with project.database.connect(options=f"-c search_path={schema}") as conn:
+        for statement in statements:
+            conn.execute(statement, params)  # type: ignore[arg-type]
+
+
+@dataclass
+class LoadReport:
+    """The result of `run_load`."""
+
+    clients: int
+    seconds: float
+    systems: int
+    stats: PollStats
+
+    def describe(self) -> str:
+        latencies = self.stats.latencies
+        rows = ", ".join(f"{n} rows x{c}" for n, c in sorted(self.stats.row_counts.items()))
+        return "\n".join(
+            [
+                f"{self.clients} clients for {self.seconds:.1f}s over {self.systems} systems",
+                f"  queries:    {self.stats.queries}",
+                f"  throughput: {len(latencies) / self.seconds:.1f} queries/s",
+                f"  latency:    p50 {percentile(latencies, 0.5) * 1000:.1f} ms, "
+                f"p99 {percentile(latencies, 0.99) * 1000:.1f} ms, "
+                f"max {max(latencies, default=float('nan')) * 1000:.1f} ms",
+                f"  errors:     {len(self.stats.errors)}"
+                + (f" (first: {self.stats.errors[0]})" if self.stats.errors else ""),
+                f"  row counts: {rows or '-'}",
+            ]
+        )
+
+
+def run_load(
+    project: DbtProject,
+    *,
+    systems: int = 1000,
+    packages: int = 200,
+    clients: int = 20,
+    seconds: float = 30.0,
+    source_schema: str = LOAD_SOURCE_SCHEMA,
+) -> LoadReport:
+    """Populate a scratch fleet, build the view over it, then poll with ``clients`` threads."""
+    populate_fleet(project, source_schema, systems, packages)
+    project.invoke("run", vars={"source_schema": source_schema})
+    schema = project.schema or LOAD_VIEW_SCHEMA
+    with Pollers(project.database, schema, clients) as pollers:
+        time.sleep(seconds)
+    return LoadReport(clients, pollers.seconds, systems, pollers.stats)

@@ -1,0 +1,253 @@
+"""Clear failures: every misconfiguration gives one message naming the problem and the fix.
+
+Each case runs through the CLI (a `python -m buildqueue` subprocess, as a user types it)
+and through dbt (`DbtProject.invoke`, dbt in-process). The wrong-password case runs
+against a throw-away embedded server that requires SCRAM for one role; the shared server
+keeps its trust authentication.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from buildqueue.database import Database, start_embedded
+from buildqueue.dbt import DbtError, DbtOutcome, DbtProject
+from buildqueue.paths import PROJECT_DIR
+
+PASSWORD_ROLE = "buildqueue_scram_user"
+PARTIAL_SCHEMA = "crystal_forge_partial"
+
+
+def cli(*args: str, env: dict[str, str] | None = None) -> str:
+    """Run `python -m buildqueue ARGS`; it must fail; returns stdout + stderr."""
+    completed = subprocess.run(
+        [sys.executable, "-m", "buildqueue", *args],
+        cwd=PROJECT_DIR,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    output = completed.stdout + completed.stderr
+    assert completed.returncode == 1, output
+    return output
+
+
+def assert_one_message(output: str, problem: str, fix: str) -> None:
+    """``problem`` and ``fix`` are each said exactly once, and no traceback is shown."""
+    assert "Traceback" not in output, output
+    assert output.count(problem) == 1, output
+    assert output.count(fix) == 1, output
+
+
+def dbt_error(project: DbtProject, *args: str, vars: dict | None = None) -> str:
+    with pytest.raises(DbtError) as raised:
+        project.invoke(*args, vars=vars)
+    return str(raised.value)
+
+
+def at(database: Database, **changes: object) -> Database:
+    """The same server, with some connection parameters changed."""
+    fields = {
+        "host": database.host,
+        "port": database.port,
+        "user": database.user,
+        "password": database.password,
+        "dbname": database.dbname,
+        "backend": "dsn",
+        **changes,
+    }
+    return Database(**fields)  # type: ignore[arg-type]
+
+
+def dsn(database: Database) -> str:
+    return database.conninfo()
+
+
+@pytest.fixture(scope="module")
+def scram_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
+    """A throw-away embedded server where PASSWORD_ROLE must give its password."""
+    db = start_embedded(tmp_path_factory.mktemp("scram") / "pgdata")
+    try:
+        with db.connect() as conn:
+            conn.execute(f"create role {PASSWORD_ROLE} login password 'right-password'")
+            hba = Path(conn.execute("show hba_file").fetchone()[0])
+            hba.write_text(
+                f"local all {PASSWORD_ROLE} scram-sha-256\n"
+                f"host all {PASSWORD_ROLE} all scram-sha-256\n" + hba.read_text()
+            )
+            conn.execute("select pg_reload_conf()")
+        yield at(db, user=PASSWORD_ROLE, password="wrong-password")
+    finally:
+        db.stop()
+
+
+# --- connections -------------------------------------------------------------------------
+
+UNREACHABLE = ("Cannot reach PostgreSQL at 127.0.0.1:1", "Fix: start the server")
+WRONG_PASSWORD = (
+    f"rejected the credentials of user '{PASSWORD_ROLE}'",
+    "Fix: set PGPASSWORD",
+)
+MISSING_DATABASE = ("Database 'no_such_db' does not exist", "Fix: create it (createdb no_such_db)")
+
+
+def test_unreachable_host(database: Database) -> None:
+    bad = at(database, host="127.0.0.1", port=1)
+    assert_one_message(cli("build", "--database", dsn(bad)), *UNREACHABLE)
+    message = dbt_error(DbtProject(bad, target="ci"), "run")
+    assert_one_message(message, *UNREACHABLE)
+
+
+def test_wrong_password(scram_server: Database) -> None:
+    assert_one_message(cli("build", "--database", dsn(scram_server)), *WRONG_PASSWORD)
+    message = dbt_error(DbtProject(scram_server, target="ci"), "run")
+    assert_one_message(message, *WRONG_PASSWORD)
+
+
+def test_right_password_gets_in(scram_server: Database) -> None:
+    """The throw-away server really checks the password (so the test above can fail)."""
+    with at(scram_server, password="right-password").connect() as conn:
+        assert conn.execute("select current_user").fetchone() == (PASSWORD_ROLE,)
+
+
+def test_missing_database(database: Database) -> None:
+    bad = at(database, dbname="no_such_db")
+    assert_one_message(cli("dbt", "--database", dsn(bad), "run"), *MISSING_DATABASE)
+    message = dbt_error(DbtProject(bad, target="ci"), "run")
+    assert_one_message(message, *MISSING_DATABASE)
+
+
+# --- sources and vars ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def partial_schema(database: Database, build: DbtOutcome) -> Iterator[str]:
+    """A source schema with every Crystal Forge table but build_reservations."""
+    with database.connect() as conn:
+        conn.execute(f"drop schema if exists {PARTIAL_SCHEMA} cascade")
+        conn.execute(f"create schema {PARTIAL_SCHEMA}")
+        for table in ("commits", "derivations", "derivation_dependencies"):
+            conn.execute(
+                f"create table {PARTIAL_SCHEMA}.{table}"
+                f" (like crystal_forge_example.{table} including all)"
+            )
+    yield PARTIAL_SCHEMA
+    with database.connect() as conn:
+        conn.execute(f"drop schema {PARTIAL_SCHEMA} cascade")
+
+
+BAD_VARS = {
+    "missing source table": (
+        {"source_schema": PARTIAL_SCHEMA},
+        f"Missing Crystal Forge source table(s): {PARTIAL_SCHEMA}.build_reservations ",
+        "Fix: point var source_schema at the schema that holds them",
+    ),
+    "wrong source schema": (
+        {"source_schema": "no_such_schema"},
+        "Missing Crystal Forge source table(s): no_such_schema.commits,",
+        "Fix: point var source_schema at the schema that holds them",
+    ),
+    "malformed source schema": (
+        {"source_schema": "crystal forge"},
+        "Invalid value for var 'source_schema': \"crystal forge\"",
+        "Fix it in dbt_project.yml (vars:) or in --vars",
+    ),
+    "status id not an integer": (
+        {"build_complete_status_id": "abc"},
+        "Invalid value for var 'build_complete_status_id': \"abc\"",
+        "Fix it in dbt_project.yml (vars:) or in --vars",
+    ),
+    "threshold not an interval": (
+        {"stale_heartbeat_threshold": "soon"},
+        "Invalid value for var 'stale_heartbeat_threshold': \"soon\"",
+        "Fix it in dbt_project.yml (vars:) or in --vars",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_VARS))
+def test_bad_source_or_var(
+    database: Database, project: DbtProject, partial_schema: str, case: str
+) -> None:
+    vars, problem, fix = BAD_VARS[case]
+    as_yaml = "{" + ", ".join(f"{key}: '{value}'" for key, value in vars.items()) + "}"
+    output = cli("dbt", "--database", dsn(database), "run", "--vars", as_yaml)
+    assert_one_message(output, problem, fix)
+    assert_one_message(dbt_error(project, "run", vars=vars), problem, fix)
+
+
+# --- fixtures never reach production -------------------------------------------------------
+
+REFUSED = (
+    "Refusing to load the example fixtures into target 'prod'",
+    "run against a non-production",
+)
+GUARD_SCHEMA = "crystal_forge_prod_guard"
+
+
+def _schema_exists(database: Database, schema: str) -> bool:
+    with database.connect() as conn:
+        found = conn.execute("select 1 from pg_namespace where nspname = %s", [schema])
+        return found.fetchone() is not None
+
+
+def _tables_in(database: Database, schema: str) -> list[str]:
+    """Tables and views in ``schema``. dbt creates a run's (empty) schemas before the
+    on-run-start hooks refuse, so an empty schema may appear; nothing may be written."""
+    with database.connect() as conn:
+        found = conn.execute(
+            "select relname from pg_class join pg_namespace on pg_namespace.oid = relnamespace"
+            " where nspname = %s",
+            [schema],
+        )
+        return [row[0] for row in found]
+
+
+def test_fixtures_refused_on_prod_through_the_cli(database: Database) -> None:
+    output = cli("build", "--fixtures", "--target", "prod", "--database", dsn(database))
+    assert_one_message(output, *REFUSED)
+    assert not _schema_exists(database, "monitoring")
+
+
+@pytest.mark.parametrize("command", ["seed", "build", "run"])
+def test_fixtures_refused_on_prod_through_dbt(
+    database: Database, build: DbtOutcome, command: str
+) -> None:
+    """Refused before dbt writes anything: not even the seed tables appear."""
+    prod = DbtProject(database, target="prod", schema="buildqueue_prod_guard")
+    vars = {"load_fixtures": True, "source_schema": GUARD_SCHEMA}
+    assert_one_message(dbt_error(prod, command, vars=vars), *REFUSED)
+    assert _tables_in(database, GUARD_SCHEMA) == []
+    assert _tables_in(database, "buildqueue_prod_guard") == []
+
+
+def test_target_option_of_dbt_passthrough_is_honoured(database: Database) -> None:
+    """`buildqueue dbt seed --target prod` really targets prod, so it is refused."""
+    output = cli(
+        "dbt", "--database", dsn(database), "seed", "--target", "prod", "--vars",
+        f"{{load_fixtures: true, source_schema: {GUARD_SCHEMA}}}",
+    )  # fmt: skip
+    assert_one_message(output, *REFUSED)
+    assert _tables_in(database, GUARD_SCHEMA) == []
+
+
+# --- profile -------------------------------------------------------------------------------
+
+NO_PROFILE = ("Could not find profile named 'buildqueue'", "Fix: copy profiles.yml.example")
+
+
+def test_missing_profile(
+    database: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    env = {**os.environ, "DBT_PROFILES_DIR": str(tmp_path)}
+    assert_one_message(cli("build", "--database", dsn(database), env=env), *NO_PROFILE)
+    monkeypatch.setenv("DBT_PROFILES_DIR", str(tmp_path))
+    assert_one_message(dbt_error(DbtProject(database, target="ci"), "run"), *NO_PROFILE)

@@ -1,0 +1,116 @@
+"""Least privilege: a read-only role reads the view and nothing else.
+
+The view is built into its own schema with var view_reader_roles naming a fresh login
+role. That role can select the view (the view's owner reads the sources for it), but it
+cannot read or write the source tables, nor alter, replace or drop the view.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+
+from buildqueue.database import Database
+from buildqueue.dbt import DbtOutcome, DbtProject
+from buildqueue.example import EXPECTED_ROWS
+
+GRANTS_SCHEMA = "buildqueue_grants"
+SOURCE_SCHEMA = "crystal_forge_example"
+VIEW = f"{GRANTS_SCHEMA}.view_build_queue_status"
+
+
+@pytest.fixture(scope="module")
+def granted(database: Database, build: DbtOutcome, reader_role: str) -> DbtProject:
+    """The view built with SELECT granted to the reader role."""
+    project = DbtProject(database, target="ci", schema=GRANTS_SCHEMA)
+    project.invoke("run", vars={"view_reader_roles": [reader_role]})
+    return project
+
+
+@pytest.fixture
+def as_reader(database: Database, granted: DbtProject, reader_role: str) -> Iterator:
+    with database.connect(user=reader_role) as connection:
+        yield connection
+
+
+def test_reader_can_select_the_view(as_reader: psycopg.Connection) -> None:
+    names = [row[0] for row in as_reader.execute(f"select system_name from {VIEW}")]
+    assert names == [row["system_name"] for row in EXPECTED_ROWS]
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        f"select * from {SOURCE_SCHEMA}.derivations",
+        f"select * from {SOURCE_SCHEMA}.build_reservations",
+        f"insert into {SOURCE_SCHEMA}.build_reservations (worker_id, derivation_id)"
+        " values ('x', 1)",
+        f"update {SOURCE_SCHEMA}.derivations set status_id = 6",
+        f"delete from {SOURCE_SCHEMA}.commits",
+        f"alter view {VIEW} rename to hijacked",
+        f"create or replace view {VIEW} as select 1 as nixos_id",
+        f"drop view {VIEW}",
+        f"create table {GRANTS_SCHEMA}.intruder (id integer)",
+    ],
+    ids=lambda statement: " ".join(statement.split()[:2]) + " " + statement.split()[-1][:30],
+)
+def test_reader_cannot_touch_anything_else(as_reader: psycopg.Connection, statement: str) -> None:
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        as_reader.execute(statement)
+
+
+def test_reader_holds_only_select_on_the_view(
+    database: Database, granted: DbtProject, reader_role: str
+) -> None:
+    with database.connect() as admin:
+        privileges = admin.execute(
+            "select privilege_type from information_schema.role_table_grants"
+            " where grantee = %s and table_schema = %s order by 1",
+            [reader_role, GRANTS_SCHEMA],
+        ).fetchall()
+    assert privileges == [("SELECT",)]
+
+
+def test_reader_cannot_read_sources_even_with_schema_usage(
+    database: Database, granted: DbtProject, reader_role: str
+) -> None:
+    """Table privileges, not just schema visibility, keep the sources closed."""
+    with database.connect() as admin:
+        admin.execute(f"grant usage on schema {SOURCE_SCHEMA} to {reader_role}")
+    try:
+        with database.connect(user=reader_role) as reader:
+            assert reader.execute(f"select count(*) from {VIEW}").fetchone() == (3,)
+            for table in ("derivations", "derivation_dependencies", "build_reservations"):
+                with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                    reader.execute(f"select 1 from {SOURCE_SCHEMA}.{table}")
+    finally:
+        with database.connect() as admin:
+            admin.execute(f"revoke usage on schema {SOURCE_SCHEMA} from {reader_role}")
+
+
+def test_grants_survive_a_rebuild(granted: DbtProject, as_reader: psycopg.Connection) -> None:
+    granted.invoke("run", vars={"view_reader_roles": [as_reader.info.user]})
+    assert as_reader.execute(f"select count(*) from {VIEW}").fetchone() == (3,)
+
+
+def test_no_reader_roles_means_no_grants(
+    database: Database, build: DbtOutcome, reader_role: str
+) -> None:
+    project = DbtProject(database, target="ci", schema="buildqueue_no_grants")
+    project.invoke("run")
+    with database.connect() as admin:
+        granted = admin.execute(
+            "select has_table_privilege(%s, 'buildqueue_no_grants.view_build_queue_status',"
+            " 'select'), has_schema_privilege(%s, 'buildqueue_no_grants', 'usage')",
+            [reader_role, reader_role],
+        ).fetchone()
+    assert granted == (False, False)
+
+
+def test_invalid_role_name_is_refused(database: Database, build: DbtOutcome) -> None:
+    project = DbtProject(database, target="ci", schema=GRANTS_SCHEMA)
+    outcome = project.invoke("run", vars={"view_reader_roles": ["grafana; drop"]}, check=False)
+    assert not outcome.success
+    assert "Invalid value for var 'view_reader_roles'" in outcome.describe()
