@@ -4,6 +4,7 @@
     buildqueue build [--fixtures]  dbt build (models, data tests, unit tests)
     buildqueue dbt ARGS...         any dbt command against the chosen database
     buildqueue test [PYTEST ARGS]  the whole test suite (dbt build runs inside it)
+    buildqueue bench [SIZES...]    time the view on synthetic fleets (docs/performance.md)
 
 Every command takes --database (embedded | env | testcontainers | DSN; default
 $BUILDQUEUE_DATABASE or embedded) and --target (dev | ci | prod).
@@ -38,6 +39,11 @@ def _parser() -> argparse.ArgumentParser:
     dbt = sub.add_parser("dbt", parents=[common], help="run any dbt command")
     dbt.add_argument("args", nargs=argparse.REMAINDER)
     sub.add_parser("test", help="run the whole test suite (arguments go to pytest)")
+    bench = sub.add_parser("bench", parents=[common], help="benchmark on synthetic fleets")
+    bench.add_argument("sizes", nargs="*", help="e.g. 1000x1000 1000x1000+h10 (default: all)")
+    bench.add_argument("--runs", type=int, default=5, help="timed runs per query (median)")
+    bench.add_argument("--seed", type=int, default=1, help="fleet generator seed")
+    bench.add_argument("--no-baseline", action="store_true", help="time the view only")
     return parser
 
 
@@ -100,11 +106,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(project.build(fixtures=args.fixtures).describe())
         elif args.command == "show":
             show_view(db, view_schema(project), args.watch)
+        elif args.command == "bench":
+            from buildqueue.benchmark import DEFAULT_SHAPES, parse_shape, run_benchmark
+
+            sizes = args.sizes or [shape.label for shape in DEFAULT_SHAPES]
+            run_benchmark(
+                db,
+                tuple(parse_shape(size, args.seed) for size in sizes),
+                runs=args.runs,
+                baseline=not args.no_baseline,
+                target=args.target,
+            )
         elif args.command == "dbt":
             outcome = project.invoke(*args.args, check=False)
             return 0 if outcome.success else 1
         return 0
-    except (DatabaseError, DbtError) as error:
+    except (DatabaseError, DbtError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     finally:
