@@ -14,13 +14,20 @@ derivations as (
 ),
 
 system_dependencies as (
-    {# distinct: a duplicated dependency row must count once #}
-    select distinct
-        dependencies.derivation_id as nixos_id,
-        dependencies.depends_on_derivation_id as package_id
-    from dependencies
-    inner join systems
-        on dependencies.derivation_id = systems.nixos_id
+    select
+        systems.nixos_id,
+        system_packages.package_id
+    from systems
+    {#
+        per system (lateral): its distinct dependencies, read in primary-key order from
+        the (derivation_id, depends_on_id) index, so a duplicated row counts once without
+        sorting or hashing the whole fleet's dependencies at once
+    #}
+    cross join lateral (
+        select distinct dependencies.depends_on_derivation_id as package_id
+        from dependencies
+        where dependencies.derivation_id = systems.nixos_id
+    ) as system_packages
 ),
 
 final as (
