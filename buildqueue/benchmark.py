@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import platform
 import statistics
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -286,7 +287,7 @@ def format_table(results: list[CaseResult]) -> str:
             f"{r.view_median * 1000:.1f} ms | "
             + ("-" if baseline is None else f"{baseline * 1000:.0f} ms")
             + " | "
-            + ("-" if r.ratio is None else f"{r.ratio:.0f}x")
+            + ("-" if r.ratio is None else f"{r.ratio:.1f}x")
             + " |"
         )
     return "\n".join(lines)
@@ -328,6 +329,31 @@ def run_benchmark(
     (output_dir / "results.md").write_text(header + "\n\n" + table + "\n")
     print("\n" + header + "\n\n" + table)
     return results
+
+
+def bench_command(database: Database, args: Any) -> int:
+    """`buildqueue bench`: parse the sizes, run, print; 2 on a bad size, 1 on wrong rows."""
+    if args.target in settings()["production_targets"]:
+        print(
+            f"error: refusing to load synthetic fleets with target '{args.target}' "
+            "(a production target): use --target dev or ci.",
+            file=sys.stderr,
+        )
+        return 2
+    sizes = args.sizes or [shape.label for shape in DEFAULT_SHAPES]
+    try:
+        shapes = tuple(parse_shape(size, args.seed) for size in sizes)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    try:
+        run_benchmark(
+            database, shapes, runs=args.runs, baseline=not args.no_baseline, target=args.target
+        )
+    except ResultMismatch as error:
+        print(f"error: the view and the baseline disagree: {error}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def parse_shape(text: str, seed: int = 1) -> FleetShape:

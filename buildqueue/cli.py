@@ -107,21 +107,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "show":
             show_view(db, view_schema(project), args.watch)
         elif args.command == "bench":
-            from buildqueue.benchmark import DEFAULT_SHAPES, parse_shape, run_benchmark
+            from buildqueue.benchmark import bench_command
 
-            sizes = args.sizes or [shape.label for shape in DEFAULT_SHAPES]
-            run_benchmark(
-                db,
-                tuple(parse_shape(size, args.seed) for size in sizes),
-                runs=args.runs,
-                baseline=not args.no_baseline,
-                target=args.target,
-            )
+            return bench_command(db, args)
         elif args.command == "dbt":
             outcome = project.invoke(*args.args, check=False)
             return 0 if outcome.success else 1
         return 0
-    except (DatabaseError, DbtError, ValueError) as error:
+    except (DatabaseError, DbtError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     finally:

@@ -82,7 +82,7 @@ class FleetShape:
     @property
     def label(self) -> str:
         text = f"{self.systems}x{self.packages}"
-        return text + (f"+history{self.history}" if self.history else "")
+        return text + (f"+h{self.history}" if self.history else "")
 
 
 @dataclass
@@ -445,12 +445,25 @@ def _drop_secondary_indexes(conn: psycopg.Connection, schema: str) -> set[str]:
 
 
 def describe_indexes(conn: psycopg.Connection, schema: str) -> list[str]:
-    """Every index on the fleet's tables, as ``table: definition`` lines."""
-    rows = conn.execute(
-        "select tablename, indexdef from pg_indexes where schemaname = %s order by 1, 2",
+    """Every index and extended statistic on the fleet's tables, one line each."""
+    indexes = conn.execute(
+        "select indexname, indexdef from pg_indexes where schemaname = %s order by 1",
         [schema],
     ).fetchall()
-    return [f"{table}: {definition.split(' USING ')[-1]}" for table, definition in rows]
+    statistics = conn.execute(
+        """
+        select stxname, pg_get_statisticsobjdef(oid)
+        from pg_statistic_ext
+        where stxnamespace = to_regnamespace(%s)
+        order by 1
+        """,
+        [schema],
+    ).fetchall()
+    lines = [f"{name}: {definition.split(' ON ', 1)[-1]}" for name, definition in indexes]
+    lines += [
+        f"{name}: statistics {definition.split(' ', 2)[-1]}" for name, definition in statistics
+    ]
+    return lines
 
 
 __all__ = ["FleetShape", "FleetStats", "describe_indexes", "generate", "load_fleet"]
