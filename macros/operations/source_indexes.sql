@@ -1,7 +1,8 @@
 {#
     What the view's plans need on the source tables, in one place: the indexes the spec's
-    performance notes recommend, and the extended statistics that keep the planner's
-    estimates right. Used by the fixtures' DDL (crystal_forge_tables_ddl) and by the
+    performance notes recommend, a covering index for looking a package's status up by id
+    (the view does one memoized lookup per dependency of a queued system, answered from
+    the index alone), and the extended statistics that keep the planner's estimates right. Used by the fixtures' DDL (crystal_forge_tables_ddl) and by the
     create_source_indexes operation. docs/performance.md shows the plans they give.
 #}
 {% macro source_indexes() %}
@@ -10,6 +11,7 @@
         {'table': 'derivation_dependencies', 'name': 'idx_derivation_dependencies_derivation_id', 'columns': ['derivation_id']},
         {'table': 'build_reservations', 'name': 'idx_build_reservations_nixos_derivation_id', 'columns': ['nixos_derivation_id']},
         {'table': 'build_reservations', 'name': 'idx_build_reservations_heartbeat_at', 'columns': ['heartbeat_at']},
+        {'table': 'derivations', 'name': 'idx_derivations_package_status', 'columns': ['id'], 'include': ['status_id'], 'where': "derivation_type = 'package'"},
     ]) }}
 {% endmacro %}
 
@@ -18,14 +20,11 @@
     Extended statistics. derivation_type and status_id are correlated (only systems are
     ever 'scheduled'), so without an MCV list over both the planner multiplies their
     selectivities and expects a tenth of the queued systems, then sizes every later join
-    for a tenth of the rows. The ndistinct statistic on the dependency pair tells it that
-    (derivation_id, depends_on_id) is unique, so de-duplicating a system's dependencies
-    reads them in primary-key order instead of spilling a hash table to disk.
+    for a tenth of the rows.
 #}
 {% macro source_statistics() %}
     {{ return([
         {'table': 'derivations', 'name': 'stx_derivations_type_status', 'kinds': ['mcv', 'dependencies'], 'columns': ['derivation_type', 'status_id']},
-        {'table': 'derivation_dependencies', 'name': 'stx_derivation_dependencies_pair', 'kinds': ['ndistinct'], 'columns': ['derivation_id', 'depends_on_id']},
     ]) }}
 {% endmacro %}
 
@@ -34,7 +33,9 @@
 {% macro source_indexes_ddl(schema, concurrently=false) %}
     {%- for index in source_indexes() %}
 create index {{ 'concurrently ' if concurrently }}if not exists {{ adapter.quote(index.name) }}
-    on {{ adapter.quote(schema) }}.{{ adapter.quote(index.table) }} ({{ index.columns | join(', ') }});
+    on {{ adapter.quote(schema) }}.{{ adapter.quote(index.table) }} ({{ index.columns | join(', ') }})
+    {%- if index.include %} include ({{ index.include | join(', ') }}){% endif %}
+    {%- if index.where %} where {{ index.where }}{% endif %};
     {%- endfor %}
     {%- for statistic in source_statistics() %}
 create statistics if not exists {{ adapter.quote(schema) }}.{{ adapter.quote(statistic.name) }} ({{ statistic.kinds | join(', ') }})
