@@ -5,6 +5,7 @@
     buildqueue dbt ARGS...         any dbt command against the chosen database
     buildqueue test [PYTEST ARGS]  the whole test suite (dbt build runs inside it)
     buildqueue load                20 dashboard clients for 30 s on a 1000 x 200 fleet
+    buildqueue bench [SIZES...]    time the view on synthetic fleets (docs/performance.md)
 
 Every command takes --database (embedded | env | testcontainers | DSN; default
 $BUILDQUEUE_DATABASE or embedded) and --target (dev | ci | prod).
@@ -44,6 +45,11 @@ def _parser() -> argparse.ArgumentParser:
     load.add_argument("--clients", type=int, default=20, help="concurrent clients (20)")
     load.add_argument("--seconds", type=float, default=30.0, help="duration (30)")
     sub.add_parser("test", help="run the whole test suite (arguments go to pytest)")
+    bench = sub.add_parser("bench", parents=[common], help="benchmark on synthetic fleets")
+    bench.add_argument("sizes", nargs="*", help="e.g. 1000x1000 1000x1000+h10 (default: all)")
+    bench.add_argument("--runs", type=int, default=5, help="timed runs per query (median)")
+    bench.add_argument("--seed", type=int, default=1, help="fleet generator seed")
+    bench.add_argument("--no-baseline", action="store_true", help="time the view only")
     return parser
 
 
@@ -117,6 +123,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 seconds=args.seconds,
             )
             print(report.describe())
+        elif args.command == "bench":
+            from buildqueue.benchmark import bench_command
+
+            return bench_command(db, args)
         elif args.command == "dbt":
             outcome = project.invoke(*args.args, check=False)
             return 0 if outcome.success else 1

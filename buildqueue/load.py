@@ -5,9 +5,8 @@ transaction per query, every row fetched. The redeploy tests run it while dbt re
 the view; `run_load` runs many of them at once against a fleet-sized database and
 reports throughput, p50/p99 latency and errors.
 
-`populate_fleet` is the single place that fills a scratch source schema with a fleet of
-``systems`` x ``packages``; to use another generator (e.g. ``buildqueue.fleet``) swap the
-body of that one function.
+`populate_fleet` fills a scratch source schema with a fleet of ``systems`` x ``packages``
+from ``buildqueue.fleet``, the generator the benchmark uses.
 """
 
 from __future__ import annotations
@@ -23,6 +22,7 @@ from psycopg import sql
 
 from buildqueue.database import Database, DatabaseError
 from buildqueue.dbt import DbtProject
+from buildqueue.fleet import FleetShape, load_fleet
 
 LOAD_SOURCE_SCHEMA = "crystal_forge_load"
 LOAD_VIEW_SCHEMA = "buildqueue_load"
@@ -137,51 +137,13 @@ def percentile(values: list[float], share: float) -> float:
 
 
 def populate_fleet(project: DbtProject, schema: str, systems: int, packages: int) -> None:
-    """Fill ``schema`` with a fleet: ``systems`` queued systems x ``packages`` packages each.
+    """Fill ``schema`` with a synthetic fleet of ``systems`` x ``packages`` (buildqueue.fleet).
 
-    The one boundary to swap for ``buildqueue.fleet`` once it is merged. Tables come from
-    the dbt macro create_crystal_forge_tables (the real shapes); rows from generate_series.
-    Packages are drawn from a shared pool (as nixpkgs is shared between hosts), about a
-    third building or done, some cached; every fourth system has workers on it.
+    The same deterministic generator the benchmark uses: real table shapes from the dbt
+    macro, rows through COPY, then the source indexes and statistics.
     """
-    project.invoke(
-        "run-operation", "create_crystal_forge_tables", "--args", f"{{schema: {schema}}}"
-    )
-    pool = max(packages, systems * packages // 5)
-    statements = [
-        "truncate commits, derivations, derivation_dependencies, build_reservations",
-        """insert into commits (id, flake_id, git_commit_hash, commit_timestamp)
-           select i, 1 + i %% 10, md5(i::text) || md5((-i)::text),
-                  timestamptz '2024-01-15 00:00+00' - make_interval(mins => i)
-           from generate_series(1, %(systems)s) as i""",
-        """insert into derivations (id, commit_id, derivation_type, derivation_name, status_id)
-           select i, i, 'nixos', 'host-' || lpad(i::text, 5, '0'),
-                  case when i %% 2 = 0 then 5 else 12 end
-           from generate_series(1, %(systems)s) as i""",
-        """insert into derivations (id, derivation_type, derivation_name, status_id, pname, version)
-           select %(systems)s + p, 'package', 'pkg-' || p || '-1.0',
-                  (array[6, 8, 14, 14, 3, 5])[1 + p %% 6], 'pkg-' || p, '1.0'
-           from generate_series(1, %(pool)s) as p""",
-        """insert into derivation_dependencies (derivation_id, depends_on_id)
-           select i, %(systems)s + 1 + ((i * 7919 + j) %% %(pool)s)
-           from generate_series(1, %(systems)s) as i, generate_series(0, %(packages)s - 1) as j""",
-        """insert into build_reservations
-               (worker_id, derivation_id, nixos_derivation_id, reserved_at, heartbeat_at)
-           select 'worker-' || (d.derivation_id %% 300), d.depends_on_id, d.derivation_id,
-                  now() - interval '30 minutes',
-                  now() - make_interval(secs => d.derivation_id %% 600)
-           from derivation_dependencies as d
-           join derivations as p on p.id = d.depends_on_id and p.status_id = 8
-           where d.derivation_id %% 4 = 0
-           on conflict (derivation_id) do nothing""",
-        "select setval(pg_get_serial_sequence('build_reservations', 'id'), "
-        "(select coalesce(max(id), 1) from build_reservations))",
-        "analyze commits, derivations, derivation_dependencies, build_reservations",
-    ]
-    params = {"systems": systems, "packages": packages, "pool": pool}
-    with project.database.connect(options=f"-c search_path={schema}") as conn:
-        for statement in statements:
-            conn.execute(statement, params)  # type: ignore[arg-type]
+    with project.database.connect() as conn:
+        load_fleet(project, conn, schema, FleetShape(systems=systems, packages=packages))
 
 
 @dataclass

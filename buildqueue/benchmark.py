@@ -1,0 +1,369 @@
+"""Benchmark view_build_queue_status on synthetic fleets against a one-query baseline.
+
+For each fleet shape (`buildqueue.fleet`): load it into a scratch schema, build the view
+over it with dbt (``--vars '{source_schema: <scratch>}'``, into its own schema), then
+
+* check that the view and the baseline return the same rows, both run in one
+  repeatable-read transaction (``now()`` frozen, one snapshot);
+* time ``select * from view_build_queue_status`` (all rows fetched) and the baseline: a
+  warm-up each, then the median of ``runs`` runs, alternating the two;
+* save ``explain (analyze, buffers)`` of both under ``.buildqueue/bench/<shape>/``.
+
+It prints numbers and never fails on timing; only wrong rows make it fail.
+The baseline is the straightforward formulation: systems joined to their packages and to
+their reservations in one query, then ``count(distinct ...)``, which fans out to
+packages x reservations rows per system.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import yaml
+from psycopg import sql
+
+from buildqueue.database import Database
+from buildqueue.dbt import DbtProject
+from buildqueue.fleet import FleetShape, describe_indexes, load_fleet
+from buildqueue.paths import PROJECT_DIR, SCRATCH_DIR
+from buildqueue.report import VIEW_COLUMNS
+
+DEFAULT_SHAPES = (
+    FleetShape(100, 100),
+    FleetShape(1000, 200),
+    FleetShape(1000, 1000),
+    FleetShape(3000, 1000),
+    FleetShape(1000, 1000, history=10),
+)
+"""The issue's sizes: (systems, packages each), plus 1000 x 1000 with 10x finished history."""
+
+SOURCE_SCHEMA = "fleet_bench"
+VIEW_SCHEMA = "fleet_bench_view"
+OUTPUT_DIR = SCRATCH_DIR / "bench"
+
+
+class ResultMismatch(Exception):
+    """The view and the baseline disagree: speed must never buy wrong answers."""
+
+
+@dataclass
+class CaseResult:
+    """What one fleet shape measured."""
+
+    shape: str
+    systems_in_view: int
+    dependency_rows: int
+    load_seconds: float
+    view_seconds: list[float] = field(default_factory=list)
+    baseline_seconds: list[float] = field(default_factory=list)
+    indexes: list[str] = field(default_factory=list)
+
+    @property
+    def view_median(self) -> float:
+        return statistics.median(self.view_seconds)
+
+    @property
+    def baseline_median(self) -> float | None:
+        return statistics.median(self.baseline_seconds) if self.baseline_seconds else None
+
+    @property
+    def ratio(self) -> float | None:
+        baseline = self.baseline_median
+        return None if baseline is None else baseline / self.view_median
+
+
+def settings() -> dict[str, Any]:
+    """The project's vars (dbt_project.yml), as the view sees them by default."""
+    return yaml.safe_load((PROJECT_DIR / "dbt_project.yml").read_text())["vars"]
+
+
+def baseline_query(schema: str) -> sql.Composed:
+    """The straightforward single query, with the view's semantics and columns."""
+    v = settings()
+    queued = sql.SQL(", ").join(sql.Literal(int(i)) for i in v["queued_system_status_ids"])
+    completed = sql.SQL("{}, {}").format(
+        sql.Literal(int(v["build_complete_status_id"])),
+        sql.Literal(int(v["cache_pushed_status_id"])),
+    )
+    return sql.SQL(
+        """
+        select
+            systems.id as nixos_id,
+            systems.derivation_name as system_name,
+            commits.commit_timestamp,
+            commits.git_commit_hash,
+            count(distinct packages.id) as total_packages,
+            count(distinct packages.id) filter (where packages.status_id in ({completed}))
+                as completed_packages,
+            count(distinct packages.id) filter (where packages.status_id = {building})
+                as building_packages,
+            count(distinct packages.id)
+                - count(distinct packages.id) filter (where packages.status_id in ({completed}))
+                - count(distinct packages.id) filter (where packages.status_id = {building})
+                as pending_packages,
+            count(distinct packages.id) filter (where packages.status_id = {cached})
+                as cached_packages,
+            count(distinct reservations.worker_id) as active_workers,
+            coalesce(
+                array_agg(distinct reservations.worker_id collate "C"
+                    order by reservations.worker_id collate "C")
+                    filter (where reservations.worker_id is not null),
+                '{{}}'
+            )::text [] as worker_ids,
+            min(reservations.reserved_at) as earliest_reservation,
+            max(reservations.heartbeat_at) as latest_heartbeat,
+            case
+                when count(distinct packages.id)
+                    = count(distinct packages.id) filter (where packages.status_id in ({completed}))
+                    then 'ready_for_system_build'
+                when count(distinct reservations.worker_id) > 0 then 'building'
+                else 'pending'
+            end as status,
+            case
+                when count(distinct packages.id)
+                    = count(distinct packages.id) filter (where packages.status_id in ({completed}))
+                    and count(distinct packages.id) filter (where packages.status_id = {cached})
+                    < count(distinct packages.id)
+                    then 'waiting_for_cache_push'
+            end as cache_status,
+            coalesce(bool_or(reservations.heartbeat_at < now() - {threshold}::interval), false)
+                as has_stale_workers
+        from {derivations} as systems
+        left join {commits} as commits on systems.commit_id = commits.id
+        left join {dependencies} as dependencies on systems.id = dependencies.derivation_id
+        left join {derivations} as packages
+            on dependencies.depends_on_id = packages.id and packages.derivation_type = 'package'
+        left join {reservations} as reservations
+            on reservations.nixos_derivation_id = systems.id
+            or reservations.derivation_id = systems.id
+        where systems.derivation_type = 'nixos' and systems.status_id in ({queued})
+        group by systems.id, systems.derivation_name, commits.commit_timestamp,
+            commits.git_commit_hash
+        order by commits.commit_timestamp desc nulls last, systems.derivation_name, systems.id
+        """
+    ).format(
+        completed=completed,
+        building=sql.Literal(int(v["build_in_progress_status_id"])),
+        cached=sql.Literal(int(v["cache_pushed_status_id"])),
+        threshold=sql.Literal(str(v["stale_heartbeat_threshold"])),
+        queued=queued,
+        derivations=sql.Identifier(schema, "derivations"),
+        commits=sql.Identifier(schema, "commits"),
+        dependencies=sql.Identifier(schema, "derivation_dependencies"),
+        reservations=sql.Identifier(schema, "build_reservations"),
+    )
+
+
+def view_query(schema: str) -> sql.Composed:
+    """``select *`` from the view dbt built in ``schema``."""
+    return sql.SQL("select * from {}").format(sql.Identifier(schema, "view_build_queue_status"))
+
+
+def _timed(conn: psycopg.Connection, query: sql.Composable) -> tuple[float, list[tuple]]:
+    started = time.perf_counter()
+    with conn.cursor() as cur:
+        cur.execute(query)
+        rows = cur.fetchall()
+    return time.perf_counter() - started, rows
+
+
+def _explain(conn: psycopg.Connection, query: sql.Composable) -> str:
+    with conn.cursor() as cur:
+        cur.execute(sql.SQL("explain (analyze, buffers) ") + query)
+        return "\n".join(row[0] for row in cur.fetchall())
+
+
+def compare(view_rows: list[tuple], baseline_rows: list[tuple]) -> None:
+    """Raise `ResultMismatch` naming the first differing system, if any."""
+    if view_rows == baseline_rows:
+        return
+    by_id = {row[0]: row for row in baseline_rows}
+    for row in view_rows:
+        other = by_id.pop(row[0], None)
+        if other != row:
+            diff = {
+                column: (mine, theirs)
+                for column, mine, theirs in zip(
+                    VIEW_COLUMNS, row, other or (None,) * 16, strict=True
+                )
+                if mine != theirs
+            }
+            raise ResultMismatch(f"system {row[0]}: view vs baseline differ on {diff}")
+    if by_id:
+        raise ResultMismatch(f"baseline has systems the view lacks: {sorted(by_id)[:10]}")
+    raise ResultMismatch("same rows in a different order")
+
+
+def check_same_rows(conn: psycopg.Connection, view_schema: str, source_schema: str) -> int:
+    """Both formulations in one repeatable-read transaction; the number of rows."""
+    conn.autocommit = False
+    try:
+        conn.execute("set transaction isolation level repeatable read")
+        _, view_rows = _timed(conn, view_query(view_schema))
+        _, baseline_rows = _timed(conn, baseline_query(source_schema))
+        conn.rollback()
+    finally:
+        conn.autocommit = True
+    compare(view_rows, baseline_rows)
+    return len(view_rows)
+
+
+def run_case(
+    project: DbtProject,
+    conn: psycopg.Connection,
+    shape: FleetShape,
+    *,
+    runs: int = 5,
+    baseline: bool = True,
+    output_dir: Path = OUTPUT_DIR,
+    log: Any = print,
+) -> CaseResult:
+    """Load one fleet, build the view over it, check, time and explain both queries."""
+    log(f"[{shape.label}] generating and loading ...")
+    stats = load_fleet(project, conn, SOURCE_SCHEMA, shape)
+    log(f"[{shape.label}] {stats.describe()}")
+    project.invoke(
+        "run", "--select", "view_build_queue_status", vars={"source_schema": SOURCE_SCHEMA}
+    )
+    view_schema = project.schema or VIEW_SCHEMA
+    result = CaseResult(
+        shape=shape.label,
+        systems_in_view=0,
+        dependency_rows=stats.rows["derivation_dependencies"],
+        load_seconds=stats.total_seconds,
+        indexes=describe_indexes(conn, SOURCE_SCHEMA),
+    )
+    view, reference = view_query(view_schema), baseline_query(SOURCE_SCHEMA)
+    if baseline:
+        result.systems_in_view = check_same_rows(conn, view_schema, SOURCE_SCHEMA)
+        log(f"[{shape.label}] view and baseline agree on {result.systems_in_view} rows")
+    folder = output_dir / shape.label
+    folder.mkdir(parents=True, exist_ok=True)
+    _timed(conn, view)  # warm-up
+    (folder / "view.plan.txt").write_text(_explain(conn, view) + "\n")
+    if baseline:
+        # the baseline's explain analyze runs it in full: it is the baseline's warm-up
+        (folder / "baseline.plan.txt").write_text(_explain(conn, reference) + "\n")
+    for _ in range(runs):
+        seconds, rows = _timed(conn, view)
+        result.view_seconds.append(seconds)
+        result.systems_in_view = len(rows)
+        if baseline:
+            result.baseline_seconds.append(_timed(conn, reference)[0])
+    (folder / "result.json").write_text(json.dumps(asdict(result), indent=2) + "\n")
+    log(f"[{shape.label}] {format_row(result)}")
+    return result
+
+
+def format_row(result: CaseResult) -> str:
+    baseline = result.baseline_median
+    return (
+        f"view {result.view_median * 1000:9.1f} ms | baseline "
+        + ("        - " if baseline is None else f"{baseline * 1000:9.1f} ms")
+        + " | ratio "
+        + ("    -" if result.ratio is None else f"{result.ratio:6.1f}x")
+    )
+
+
+def format_table(results: list[CaseResult]) -> str:
+    """The results as a Markdown table (what docs/performance.md shows)."""
+    lines = [
+        "| fleet (systems x packages) | dependency rows | systems in view | view median | "
+        "baseline median | baseline / view |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in results:
+        baseline = r.baseline_median
+        lines.append(
+            f"| {r.shape} | {r.dependency_rows:,} | {r.systems_in_view:,} | "
+            f"{r.view_median * 1000:.1f} ms | "
+            + ("-" if baseline is None else f"{baseline * 1000:.0f} ms")
+            + " | "
+            + ("-" if r.ratio is None else f"{r.ratio:.1f}x")
+            + " |"
+        )
+    return "\n".join(lines)
+
+
+def machine() -> str:
+    """A one-line description of where the numbers come from."""
+    import os
+
+    return f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.system()} {platform.release()}"
+
+
+def run_benchmark(
+    database: Database,
+    shapes: tuple[FleetShape, ...] = DEFAULT_SHAPES,
+    *,
+    runs: int = 5,
+    baseline: bool = True,
+    target: str = "dev",
+    output_dir: Path = OUTPUT_DIR,
+) -> list[CaseResult]:
+    """Every shape in turn; prints progress and the final table, returns the results."""
+    project = DbtProject(database, target=target, schema=VIEW_SCHEMA)
+    results = []
+    with database.connect() as conn:
+        server = conn.execute("select version()").fetchone()[0]
+        work_mem = conn.execute("show work_mem").fetchone()[0]
+        for shape in shapes:
+            results.append(
+                run_case(project, conn, shape, runs=runs, baseline=baseline, output_dir=output_dir)
+            )
+    table = format_table(results)
+    header = (
+        f"machine: {machine()}\nserver: {server.split(' on ')[0]}, work_mem {work_mem}\n"
+        f"median of {runs} runs after a warm-up; plans in {output_dir}\n"
+        f"indexes present:\n" + "\n".join(f"  {line}" for line in results[-1].indexes)
+    )
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / "results.md").write_text(header + "\n\n" + table + "\n")
+    print("\n" + header + "\n\n" + table)
+    return results
+
+
+def bench_command(database: Database, args: Any) -> int:
+    """`buildqueue bench`: parse the sizes, run, print; 2 on a bad size, 1 on wrong rows."""
+    if args.target in settings()["production_targets"]:
+        print(
+            f"error: refusing to load synthetic fleets with target '{args.target}' "
+            "(a production target): use --target dev or ci.",
+            file=sys.stderr,
+        )
+        return 2
+    sizes = args.sizes or [shape.label for shape in DEFAULT_SHAPES]
+    try:
+        shapes = tuple(parse_shape(size, args.seed) for size in sizes)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    try:
+        run_benchmark(
+            database, shapes, runs=args.runs, baseline=not args.no_baseline, target=args.target
+        )
+    except ResultMismatch as error:
+        print(f"error: the view and the baseline disagree: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def parse_shape(text: str, seed: int = 1) -> FleetShape:
+    """``SxP`` or ``SxP+hH`` (H finished evaluations per queued system), e.g. 1000x1000+h10."""
+    try:
+        size, _, history = text.lower().partition("+h")
+        systems, packages = (int(part) for part in size.split("x"))
+        return FleetShape(systems, packages, history=int(history or 0), seed=seed)
+    except ValueError as error:
+        raise ValueError(
+            f"bad fleet size {text!r}: expected SYSTEMSxPACKAGES, optionally +hHISTORY "
+            "(e.g. 1000x1000 or 1000x1000+h10)"
+        ) from error

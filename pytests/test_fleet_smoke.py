@@ -1,0 +1,86 @@
+"""Smoke test of the synthetic fleet: a tiny fleet, the view's invariants, view = baseline.
+
+The full benchmark (`buildqueue bench`) stays out of the test run; this checks that the
+generator loads, that the view built over it keeps its invariants, and that the view and
+the benchmark's one-query baseline return the same rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+import pytest
+
+from buildqueue.benchmark import check_same_rows
+from buildqueue.database import Database
+from buildqueue.dbt import DbtProject
+from buildqueue.fleet import FleetShape, generate, load_fleet
+from buildqueue.report import fetch_rows
+
+SOURCE_SCHEMA = "fleet_smoke"
+VIEW_SCHEMA = "fleet_smoke_view"
+SHAPE = FleetShape(systems=40, packages=30, history=1, seed=7)
+
+
+@pytest.fixture(scope="module")
+def fleet_conn(database: Database) -> Iterator[psycopg.Connection]:
+    """The tiny fleet loaded into its own schema and the view built over it."""
+    project = DbtProject(database, target="ci", schema=VIEW_SCHEMA)
+    with database.connect() as conn:
+        load_fleet(project, conn, SOURCE_SCHEMA, SHAPE)
+        project.invoke(
+            "run", "--select", "view_build_queue_status", vars={"source_schema": SOURCE_SCHEMA}
+        )
+        yield conn
+
+
+@pytest.fixture(scope="module")
+def rows(fleet_conn: psycopg.Connection) -> list[dict[str, Any]]:
+    return fetch_rows(fleet_conn, VIEW_SCHEMA)
+
+
+def test_every_queued_system_is_reported(rows: list[dict[str, Any]]) -> None:
+    assert len(rows) == SHAPE.systems
+
+
+def test_view_invariants_hold_on_the_fleet(rows: list[dict[str, Any]]) -> None:
+    for row in rows:
+        counts = [row[c] for c in ("completed_packages", "building_packages", "pending_packages")]
+        assert sum(counts) == row["total_packages"], row
+        assert min(counts) >= 0, row
+        assert 0 <= row["cached_packages"] <= row["completed_packages"], row
+        assert len(row["worker_ids"]) == row["active_workers"], row
+        if row["status"] == "ready_for_system_build":
+            assert row["completed_packages"] == row["total_packages"], row
+        if row["status"] == "building":
+            assert row["active_workers"] > 0, row
+
+
+def test_fleet_exercises_every_state(rows: list[dict[str, Any]]) -> None:
+    """The invariants above are only worth something if every branch is reached."""
+    assert {row["status"] for row in rows} == {"pending", "building", "ready_for_system_build"}
+    assert any(row["has_stale_workers"] for row in rows)
+    assert any(not row["has_stale_workers"] and row["active_workers"] for row in rows)
+    assert any(row["cache_status"] == "waiting_for_cache_push" for row in rows)
+
+
+def test_view_and_baseline_agree(fleet_conn: psycopg.Connection) -> None:
+    assert check_same_rows(fleet_conn, VIEW_SCHEMA, SOURCE_SCHEMA) == SHAPE.systems
+
+
+def test_generator_is_deterministic() -> None:
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def contents(shape: FleetShape = SHAPE) -> dict[str, str]:
+        tables = generate(shape, now)
+        try:
+            return {table: "".join(tables.chunks(table)) for table in tables.files}
+        finally:
+            tables.close()
+
+    first, second = contents(), contents()
+    assert first == second
+    assert contents(FleetShape(40, 30, 1, seed=8)) != first
