@@ -34,7 +34,7 @@ from buildqueue.database import Database
 from buildqueue.dbt import DbtProject
 from buildqueue.fleet import FleetShape, describe_indexes, load_fleet
 from buildqueue.paths import PROJECT_DIR, SCRATCH_DIR
-from buildqueue.report import VIEW_COLUMNS
+from buildqueue.report import VIEW_COLUMNS, view_query
 
 DEFAULT_SHAPES = (
     FleetShape(100, 100),
@@ -160,11 +160,6 @@ def baseline_query(schema: str) -> sql.Composed:
         dependencies=sql.Identifier(schema, "derivation_dependencies"),
         reservations=sql.Identifier(schema, "build_reservations"),
     )
-
-
-def view_query(schema: str) -> sql.Composed:
-    """``select *`` from the view dbt built in ``schema``."""
-    return sql.SQL("select * from {}").format(sql.Identifier(schema, "view_build_queue_status"))
 
 
 def _timed(conn: psycopg.Connection, query: sql.Composable) -> tuple[float, list[tuple]]:

@@ -18,11 +18,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import psycopg
-from psycopg import sql
 
 from buildqueue.database import Database, DatabaseError
 from buildqueue.dbt import DbtProject
 from buildqueue.fleet import FleetShape, load_fleet
+from buildqueue.report import view_query
 
 LOAD_SOURCE_SCHEMA = "crystal_forge_load"
 LOAD_VIEW_SCHEMA = "buildqueue_load"
@@ -46,11 +46,6 @@ class PollStats:
         self.row_counts.update(other.row_counts)
         self.errors += other.errors
         self.system_names.update(other.system_names)
-
-
-def view_query(schema: str) -> sql.Composed:
-    """The dashboard's query: every row of the view."""
-    return sql.SQL("select * from {}.view_build_queue_status").format(sql.Identifier(schema))
 
 
 def poll_view(

@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any, TextIO
 
 import psycopg
+from psycopg import sql
 from psycopg.rows import dict_row
 
 VIEW_COLUMNS = (
@@ -34,14 +35,15 @@ VIEW_COLUMNS = (
 _COLOURS = {"green": "32", "yellow": "33", "red": "31", "dim": "2", "bold": "1"}
 
 
+def view_query(schema: str) -> sql.Composed:
+    """The dashboard's query: every row of the view dbt built in ``schema``."""
+    return sql.SQL("select * from {}").format(sql.Identifier(schema, "view_build_queue_status"))
+
+
 def fetch_rows(conn: psycopg.Connection, schema: str) -> list[dict[str, Any]]:
     """All rows of the view, in the view's order."""
     with conn.cursor(row_factory=dict_row) as cur:
-        cur.execute(
-            psycopg.sql.SQL("select * from {}.view_build_queue_status").format(
-                psycopg.sql.Identifier(schema)
-            )
-        )
+        cur.execute(view_query(schema))
         return list(cur.fetchall())
 
 
