@@ -1,36 +1,17 @@
-{# One row per queued NixOS system, with its commit. Rule: doc rule_queued_system. #}
-with
-
-derivations as (
-    select * from {{ ref('stg_crystal_forge__derivations') }}
-),
-
-commits as (
-    select * from {{ ref('stg_crystal_forge__commits') }}
-),
-
-queued_systems as (
-    select
-        derivation_id as nixos_id,
-        derivation_name as system_name,
-        commit_id
-    from derivations
-    where
-        derivation_type = 'nixos'
-        and status_id in {{ setting_in_list('queued_system_status_ids') }}
-),
-
-final as (
-    select
-        queued_systems.nixos_id,
-        queued_systems.system_name,
-        queued_systems.commit_id,
-        commits.committed_at as commit_timestamp,
-        commits.git_commit_hash
-    from queued_systems
-    {# left join: a system whose commit row is missing must still be reported #}
-    left join commits
-        on queued_systems.commit_id = commits.commit_id
-)
-
-select * from final
+{#
+    One row per queued NixOS system, with its commit. Rule: doc rule_queued_system.
+    A single select, without import CTEs, on purpose: doc single_select_models.
+#}
+select
+    derivations.derivation_id as nixos_id,
+    derivations.derivation_name as system_name,
+    derivations.commit_id,
+    commits.committed_at as commit_timestamp,
+    commits.git_commit_hash
+from {{ ref('stg_crystal_forge__derivations') }} as derivations
+{# left join: a system whose commit row is missing must still be reported #}
+left join {{ ref('stg_crystal_forge__commits') }} as commits
+    on derivations.commit_id = commits.commit_id
+where
+    derivations.derivation_type = 'nixos'
+    and derivations.status_id in {{ setting_in_list('queued_system_status_ids') }}

@@ -1,18 +1,9 @@
-with
-
-source as (
-    select * from {{ source('crystal_forge', 'build_reservations') }}
-),
-
-final as (
-    select
-        id::integer as reservation_id,
-        worker_id::text as worker_id,
-        derivation_id::integer as derivation_id,
-        nixos_derivation_id::integer as nixos_derivation_id,
-        reserved_at::timestamptz as reserved_at,
-        heartbeat_at::timestamptz as heartbeat_at
-    from source
-)
-
-select * from final
+{# Rename and cast only; a single select on purpose (doc single_select_models). #}
+select
+    id::integer as reservation_id,
+    worker_id::text as worker_id,
+    derivation_id::integer as derivation_id,
+    nixos_derivation_id::integer as nixos_derivation_id,
+    reserved_at::timestamptz as reserved_at,
+    heartbeat_at::timestamptz as heartbeat_at
+from {{ source('crystal_forge', 'build_reservations') }}

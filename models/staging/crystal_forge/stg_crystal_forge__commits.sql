@@ -1,16 +1,7 @@
-with
-
-source as (
-    select * from {{ source('crystal_forge', 'commits') }}
-),
-
-final as (
-    select
-        id::integer as commit_id,
-        flake_id::integer as flake_id,
-        git_commit_hash::text as git_commit_hash,
-        commit_timestamp::timestamptz as committed_at
-    from source
-)
-
-select * from final
+{# Rename and cast only; a single select on purpose (doc single_select_models). #}
+select
+    id::integer as commit_id,
+    flake_id::integer as flake_id,
+    git_commit_hash::text as git_commit_hash,
+    commit_timestamp::timestamptz as committed_at
+from {{ source('crystal_forge', 'commits') }}

@@ -1,20 +1,11 @@
-with
-
-source as (
-    select * from {{ source('crystal_forge', 'derivations') }}
-),
-
-final as (
-    select
-        id::integer as derivation_id,
-        commit_id::integer as commit_id,
-        derivation_type::text as derivation_type,
-        derivation_name::text as derivation_name,
-        status_id::integer as status_id,
-        attempt_count::integer as attempt_count,
-        pname::text as package_name,
-        version::text as package_version
-    from source
-)
-
-select * from final
+{# Rename and cast only; a single select on purpose (doc single_select_models). #}
+select
+    id::integer as derivation_id,
+    commit_id::integer as commit_id,
+    derivation_type::text as derivation_type,
+    derivation_name::text as derivation_name,
+    status_id::integer as status_id,
+    attempt_count::integer as attempt_count,
+    pname::text as package_name,
+    version::text as package_version
+from {{ source('crystal_forge', 'derivations') }}
