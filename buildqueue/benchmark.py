@@ -34,6 +34,7 @@ from buildqueue.database import Database
 from buildqueue.dbt import DbtProject
 from buildqueue.fleet import FleetShape, describe_indexes, load_fleet
 from buildqueue.paths import PROJECT_DIR, SCRATCH_DIR
+from buildqueue.plans import deduplicates_dependencies, dependency_join_estimate, explain, nodes
 from buildqueue.report import VIEW_COLUMNS, view_query
 
 DEFAULT_SHAPES = (
@@ -65,6 +66,8 @@ class CaseResult:
     view_seconds: list[float] = field(default_factory=list)
     baseline_seconds: list[float] = field(default_factory=list)
     indexes: list[str] = field(default_factory=list)
+    plan: str = ""
+    """The view's plan in a few words: workers, de-duplication, the join's estimate."""
 
     @property
     def view_median(self) -> float:
@@ -176,6 +179,18 @@ def _explain(conn: psycopg.Connection, query: sql.Composable) -> str:
         return "\n".join(row[0] for row in cur.fetchall())
 
 
+def describe_plan(conn: psycopg.Connection, query: sql.Composable) -> str:
+    """What the view's plan decided, in the terms of docs/performance.md."""
+    plan = explain(conn, query, analyze=True)
+    workers = sum(node.get("Workers Launched", 0) for node in nodes(plan))
+    estimate = dependency_join_estimate(plan)
+    return (
+        (f"parallel, {workers} workers" if workers else "serial")
+        + (", de-duplicates" if deduplicates_dependencies(plan) else "")
+        + f", join estimate {estimate.ratio:.2f}x actual"
+    )
+
+
 def compare(view_rows: list[tuple], baseline_rows: list[tuple]) -> None:
     """Raise `ResultMismatch` naming the first differing system, if any."""
     if view_rows == baseline_rows:
@@ -244,6 +259,7 @@ def run_case(
     folder.mkdir(parents=True, exist_ok=True)
     _timed(conn, view)  # warm-up
     (folder / "view.plan.txt").write_text(_explain(conn, view) + "\n")
+    result.plan = describe_plan(conn, view)
     if baseline:
         # the baseline's explain analyze runs it in full: it is the baseline's warm-up
         (folder / "baseline.plan.txt").write_text(_explain(conn, reference) + "\n")
@@ -254,7 +270,7 @@ def run_case(
         if baseline:
             result.baseline_seconds.append(_timed(conn, reference)[0])
     (folder / "result.json").write_text(json.dumps(asdict(result), indent=2) + "\n")
-    log(f"[{shape.label}] {format_row(result)}")
+    log(f"[{shape.label}] {format_row(result)} | {result.plan}")
     return result
 
 
@@ -272,8 +288,8 @@ def format_table(results: list[CaseResult]) -> str:
     """The results as a Markdown table (what docs/performance.md shows)."""
     lines = [
         "| fleet (systems x packages) | dependency rows | systems in view | view median | "
-        "baseline median | baseline / view |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        "baseline median | baseline / view | view's plan |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for r in results:
         baseline = r.baseline_median
@@ -283,7 +299,7 @@ def format_table(results: list[CaseResult]) -> str:
             + ("-" if baseline is None else f"{baseline * 1000:.0f} ms")
             + " | "
             + ("-" if r.ratio is None else f"{r.ratio:.1f}x")
-            + " |"
+            + f" | {r.plan} |"
         )
     return "\n".join(lines)
 

@@ -1,8 +1,9 @@
 """Smoke test of the synthetic fleet: a tiny fleet, the view's invariants, view = baseline.
 
 The full benchmark (`buildqueue bench`) stays out of the test run; this checks that the
-generator loads, that the view built over it keeps its invariants, and that the view and
-the benchmark's one-query baseline return the same rows.
+generator loads, that the view built over it keeps its invariants, that the view and
+the benchmark's one-query baseline return the same rows, and that the two planner
+decisions the view's speed rests on still hold (sizes do not matter for those).
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from buildqueue.benchmark import check_same_rows
 from buildqueue.database import Database
 from buildqueue.dbt import DbtProject
 from buildqueue.fleet import FleetShape, generate, load_fleet
-from buildqueue.report import fetch_rows
+from buildqueue.plans import deduplicates_dependencies, dependency_join_estimate, explain
+from buildqueue.report import fetch_rows, view_query
 
 SOURCE_SCHEMA = "fleet_smoke"
 VIEW_SCHEMA = "fleet_smoke_view"
@@ -69,6 +71,27 @@ def test_fleet_exercises_every_state(rows: list[dict[str, Any]]) -> None:
 
 def test_view_and_baseline_agree(fleet_conn: psycopg.Connection) -> None:
     assert check_same_rows(fleet_conn, VIEW_SCHEMA, SOURCE_SCHEMA) == SHAPE.systems
+
+
+def test_unique_dependency_rows_are_not_deduplicated_again(fleet_conn: psycopg.Connection) -> None:
+    """The primary key proves (system, package) unique: the plan must not group by package."""
+    assert not deduplicates_dependencies(explain(fleet_conn, view_query(VIEW_SCHEMA)))
+
+
+def test_without_the_primary_key_the_view_deduplicates(fleet_conn: psycopg.Connection) -> None:
+    """The same check sees de-duplication when it is needed, so the test above can fail."""
+    with fleet_conn.transaction(force_rollback=True):
+        fleet_conn.execute(
+            f"alter table {SOURCE_SCHEMA}.derivation_dependencies "
+            "drop constraint derivation_dependencies_pkey"
+        )
+        assert deduplicates_dependencies(explain(fleet_conn, view_query(VIEW_SCHEMA)))
+
+
+def test_dependency_join_is_sized_from_the_rows_it_returns(fleet_conn: psycopg.Connection) -> None:
+    """Without `nixos_id + 0` the planner expects about 2 % of the rows here (50x too few)."""
+    estimate = dependency_join_estimate(explain(fleet_conn, view_query(VIEW_SCHEMA), analyze=True))
+    assert 1 / 3 < estimate.ratio < 3, estimate
 
 
 def test_generator_is_deterministic() -> None:
