@@ -14,6 +14,7 @@ $BUILDQUEUE_DATABASE or embedded) and --target (dev | ci | prod).
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -76,6 +77,10 @@ def show_view(db: Database, schema: str, watch: float | None) -> None:
             return
         if watch <= 0:
             raise SystemExit("error: --watch needs a positive number of seconds")
+        # Ctrl-C must stop the watch even when we were started with SIGINT ignored (a
+        # shell without job control ignores it in background jobs, and children inherit
+        # that): Python only turns SIGINT into KeyboardInterrupt when it finds SIG_DFL.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         try:
             while True:
                 rows = fetch_rows(conn, schema)

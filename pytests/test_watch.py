@@ -10,6 +10,8 @@ import sys
 import threading
 import time
 
+import pytest
+
 from buildqueue.database import Database
 from buildqueue.dbt import DbtOutcome
 from buildqueue.paths import PROJECT_DIR
@@ -18,7 +20,13 @@ HEADER = "view_build_queue_status at "
 TOTALS = "3 systems in queue, 5 active workers, 8 packages left to build, 1 with stale workers"
 
 
-def _watch(database: Database, *extra: str) -> subprocess.Popen[str]:
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _watch(database: Database, *extra: str, sigint_ignored: bool = False) -> subprocess.Popen[str]:
+    """`buildqueue show`; with ``sigint_ignored``, started the way a shell starts a
+    background job (SIGINT ignored, which the child inherits)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "BUILDQUEUE_"))}
     return subprocess.Popen(
         [sys.executable, "-m", "buildqueue", "show", "--database", database.conninfo(), *extra],
@@ -27,6 +35,7 @@ def _watch(database: Database, *extra: str) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=_ignore_sigint if sigint_ignored else None,
     )
 
 
@@ -54,8 +63,11 @@ def _read_until(lines: queue.Queue[str | None], headers: int, timeout: float) ->
     return seen
 
 
-def test_watch_refreshes_and_ctrl_c_exits_cleanly(database: Database, build: DbtOutcome) -> None:
-    process = _watch(database, "--target", "ci", "--watch", "0.5")
+@pytest.mark.parametrize("sigint_ignored", [False, True], ids=["foreground", "sigint-ignored"])
+def test_watch_refreshes_and_ctrl_c_exits_cleanly(
+    database: Database, build: DbtOutcome, sigint_ignored: bool
+) -> None:
+    process = _watch(database, "--target", "ci", "--watch", "0.5", sigint_ignored=sigint_ignored)
     try:
         lines = _lines(process.stdout)
         seen = _read_until(lines, headers=2, timeout=60)
