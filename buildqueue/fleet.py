@@ -381,7 +381,7 @@ def load_fleet(
             "run-operation", "create_crystal_forge_tables", "--args", f"{{schema: {schema}}}"
         )
         # the secondary indexes are built after the load: much faster than maintaining them
-        dropped = _drop_secondary_indexes(conn, schema)
+        dropped = drop_secondary_indexes(conn, schema)
         copied = time.perf_counter()
         with conn.transaction():
             for table in TABLES:
@@ -401,7 +401,7 @@ def load_fleet(
         tables.close()
     indexed = time.perf_counter()
     project.invoke("run-operation", "create_source_indexes", "--args", f"{{schema: {schema}}}")
-    missing = dropped - set(_secondary_indexes(conn, schema))
+    missing = dropped - set(secondary_indexes(conn, schema))
     if missing:
         raise RuntimeError(f"create_source_indexes did not rebuild {sorted(missing)}")
     for table in TABLES:
@@ -420,7 +420,7 @@ def _copy(conn: psycopg.Connection, schema: str, table: str, chunks: Iterator[st
             copy.write(chunk)
 
 
-def _secondary_indexes(conn: psycopg.Connection, schema: str) -> list[str]:
+def secondary_indexes(conn: psycopg.Connection, schema: str) -> list[str]:
     """Indexes in ``schema`` that back no constraint (the source_indexes() ones)."""
     rows = conn.execute(
         """
@@ -437,8 +437,9 @@ def _secondary_indexes(conn: psycopg.Connection, schema: str) -> list[str]:
     return [row[0] for row in rows]
 
 
-def _drop_secondary_indexes(conn: psycopg.Connection, schema: str) -> set[str]:
-    names = _secondary_indexes(conn, schema)
+def drop_secondary_indexes(conn: psycopg.Connection, schema: str) -> set[str]:
+    """Drop the indexes `secondary_indexes` lists; their names."""
+    names = secondary_indexes(conn, schema)
     for name in names:
         conn.execute(sql.SQL("drop index {}").format(sql.Identifier(schema, name)))
     return set(names)

@@ -59,20 +59,25 @@ alter statistics {{ adapter.quote(schema) }}.{{ adapter.quote(statistic.name) }}
 #}
 {% macro create_source_indexes(concurrently=false, dry_run=false, schema=none) %}
     {% set schema = schema or setting('source_schema') %}
+    {% if concurrently and not dry_run and not target.get('autocommit') %}
+        {{ exceptions.raise_compiler_error("create_source_indexes: concurrently needs a connection in autocommit mode (create index concurrently cannot run inside a transaction), and target '" ~ target.name ~ "' has autocommit off. Fix: add `autocommit: true` to that target in your profiles.yml (as in profiles.yml.example), or run without concurrently.") }}
+    {% endif %}
     {% set statements = source_indexes_ddl(schema, concurrently=concurrently).strip().split(';') %}
     {% for table in source_statistics() | map(attribute='table') | unique %}
         {% do statements.append('analyze ' ~ adapter.quote(schema) ~ '.' ~ adapter.quote(table)) %}
     {% endfor %}
-    {% for statement in statements if statement.strip() %}
+    {% for ddl in statements if ddl.strip() %}
         {% if dry_run %}
-            {{ log(statement.strip() ~ ';', info=true) }}
-        {% elif concurrently %}
-            {# create index concurrently cannot run inside a transaction block #}
-            {% do run_query('commit; ' ~ statement) %}
-            {{ log('ok: ' ~ statement.strip().split('\n')[0], info=true) }}
+            {{ log(ddl.strip() ~ ';', info=true) }}
         {% else %}
-            {% do run_query(statement) %}
-            {{ log('ok: ' ~ statement.strip().split('\n')[0], info=true) }}
+            {#
+                concurrently: no BEGIN (auto_begin=false) on an autocommit connection, so
+                each statement runs on its own, outside any transaction
+            #}
+            {% call statement('create_source_indexes', auto_begin=not concurrently) %}
+                {{ ddl }}
+            {% endcall %}
+            {{ log('ok: ' ~ ddl.strip().split('\n')[0], info=true) }}
         {% endif %}
     {% endfor %}
 {% endmacro %}

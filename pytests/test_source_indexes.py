@@ -1,0 +1,150 @@
+"""`dbt run-operation create_source_indexes`: dry run, creation, concurrently, idempotence.
+
+The view's plans rely on the spec's indexes, the covering package index and the
+(derivation_type, status_id) statistic with its statistics target (docs/performance.md).
+The operation must print its DDL without touching anything on a dry run, create exactly
+what is missing (also with `concurrently`, which cannot run in a transaction), and change
+nothing when run again.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from buildqueue.database import Database
+from buildqueue.dbt import PROFILES_DIR_ENV, DbtProject
+from buildqueue.fleet import drop_secondary_indexes, secondary_indexes
+from buildqueue.paths import PROFILES_TEMPLATE, PROJECT_DIR
+
+SCHEMA = "source_indexes_check"
+INDEXES = [
+    "idx_build_reservations_heartbeat_at",
+    "idx_build_reservations_nixos_derivation_id",
+    "idx_derivation_dependencies_derivation_id",
+    "idx_derivations_package_status",
+    "idx_derivations_type_status",
+]
+STATISTIC = "stx_derivations_type_status"
+STATISTICS_TARGET = 1000
+
+
+@pytest.fixture
+def bare_tables(database: Database) -> Iterator[tuple[DbtProject, psycopg.Connection]]:
+    """The Crystal Forge tables with their keys but none of the operation's objects."""
+    project = DbtProject(database, target="ci")
+    with database.connect() as conn:
+        conn.execute(f"drop schema if exists {SCHEMA} cascade")
+        project.invoke(
+            "run-operation", "create_crystal_forge_tables", "--args", f"{{schema: {SCHEMA}}}"
+        )
+        drop_secondary_indexes(conn, SCHEMA)
+        conn.execute(f"drop statistics {SCHEMA}.{STATISTIC}")
+        yield project, conn
+        conn.execute(f"drop schema {SCHEMA} cascade")
+
+
+def statistics_targets(conn: psycopg.Connection) -> dict[str, int | None]:
+    rows = conn.execute(
+        "select stxname, stxstattarget from pg_statistic_ext where stxnamespace = %s::regnamespace",
+        [SCHEMA],
+    ).fetchall()
+    return dict(rows)
+
+
+def test_dry_run_prints_the_ddl_and_changes_nothing(
+    database: Database, bare_tables: tuple[DbtProject, psycopg.Connection]
+) -> None:
+    _, conn = bare_tables
+    args = f"{{schema: {SCHEMA}, concurrently: true, dry_run: true}}"
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "buildqueue",
+            "dbt",
+            "--database",
+            database.conninfo(),
+            "--target",
+            "ci",
+            "run-operation",
+            "create_source_indexes",
+            "--args",
+            args,
+        ],
+        cwd=PROJECT_DIR,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    output = completed.stdout + completed.stderr
+    assert completed.returncode == 0, output
+    for name in INDEXES:
+        assert f'create index concurrently if not exists "{name}"' in output, output
+    assert f'create statistics if not exists "{SCHEMA}"."{STATISTIC}"' in output
+    assert f"set statistics {STATISTICS_TARGET};" in output
+    assert secondary_indexes(conn, SCHEMA) == []
+    assert statistics_targets(conn) == {}
+
+
+@pytest.mark.parametrize("concurrently", [False, True])
+def test_creates_what_is_missing_and_is_idempotent(
+    bare_tables: tuple[DbtProject, psycopg.Connection], concurrently: bool
+) -> None:
+    project, conn = bare_tables
+    args = f"{{schema: {SCHEMA}, concurrently: {str(concurrently).lower()}}}"
+    conn.execute(f"create index idx_derivations_type_status on {SCHEMA}.derivations (id)")
+    for _ in range(2):  # the second run finds everything there and changes nothing
+        project.invoke("run-operation", "create_source_indexes", "--args", args)
+        assert secondary_indexes(conn, SCHEMA) == INDEXES
+        assert statistics_targets(conn) == {STATISTIC: STATISTICS_TARGET}
+    # an index that already exists under the name is kept as it is, not replaced
+    definition = conn.execute(
+        "select indexdef from pg_indexes where schemaname = %s and indexname = %s",
+        [SCHEMA, "idx_derivations_type_status"],
+    ).fetchone()
+    assert definition is not None and definition[0].endswith("(id)")
+
+
+def test_concurrently_without_autocommit_says_how_to_fix(
+    database: Database, bare_tables: tuple[DbtProject, psycopg.Connection], tmp_path: Path
+) -> None:
+    """A profile of the user's own without `autocommit: true` gets the fix, not PG's error."""
+    profile = PROFILES_TEMPLATE.read_text().replace("autocommit: true", "autocommit: false")
+    (tmp_path / "profiles.yml").write_text(profile)
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "buildqueue",
+            "dbt",
+            "--database",
+            database.conninfo(),
+            "--target",
+            "ci",
+            "run-operation",
+            "create_source_indexes",
+            "--args",
+            f"{{schema: {SCHEMA}, concurrently: true}}",
+        ],
+        cwd=PROJECT_DIR,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env={**os.environ, PROFILES_DIR_ENV: str(tmp_path)},
+    )
+    output = completed.stdout + completed.stderr
+    assert completed.returncode == 1, output
+    assert "concurrently needs a connection in autocommit mode" in output, output
+    assert "add `autocommit: true` to that target" in output, output
+    assert "cannot run inside a transaction block" not in output, output
+    _, conn = bare_tables
+    assert secondary_indexes(conn, SCHEMA) == []
