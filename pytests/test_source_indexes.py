@@ -13,15 +13,14 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import psycopg
 import pytest
 
 from buildqueue.database import Database
-from buildqueue.dbt import PROFILES_DIR_ENV, DbtProject
+from buildqueue.dbt import DbtProject
 from buildqueue.fleet import drop_secondary_indexes, secondary_indexes
-from buildqueue.paths import PROFILES_TEMPLATE, PROJECT_DIR
+from buildqueue.paths import PROJECT_DIR
 
 SCHEMA = "source_indexes_check"
 INDEXES = [
@@ -33,6 +32,7 @@ INDEXES = [
 ]
 STATISTIC = "stx_derivations_type_status"
 STATISTICS_TARGET = 1000
+AUTOCOMMIT_ENV = "BUILDQUEUE_AUTOCOMMIT"
 
 
 @pytest.fixture
@@ -96,9 +96,13 @@ def test_dry_run_prints_the_ddl_and_changes_nothing(
 
 @pytest.mark.parametrize("concurrently", [False, True])
 def test_creates_what_is_missing_and_is_idempotent(
-    bare_tables: tuple[DbtProject, psycopg.Connection], concurrently: bool
+    bare_tables: tuple[DbtProject, psycopg.Connection],
+    concurrently: bool,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     project, conn = bare_tables
+    if concurrently:  # as the docs say to run it: autocommit on for this command only
+        monkeypatch.setenv(AUTOCOMMIT_ENV, "true")
     args = f"{{schema: {SCHEMA}, concurrently: {str(concurrently).lower()}}}"
     conn.execute(f"create index idx_derivations_type_status on {SCHEMA}.derivations (id)")
     for _ in range(2):  # the second run finds everything there and changes nothing
@@ -114,11 +118,9 @@ def test_creates_what_is_missing_and_is_idempotent(
 
 
 def test_concurrently_without_autocommit_says_how_to_fix(
-    database: Database, bare_tables: tuple[DbtProject, psycopg.Connection], tmp_path: Path
+    database: Database, bare_tables: tuple[DbtProject, psycopg.Connection]
 ) -> None:
-    """A profile of the user's own without `autocommit: true` gets the fix, not PG's error."""
-    profile = PROFILES_TEMPLATE.read_text().replace("autocommit: true", "autocommit: false")
-    (tmp_path / "profiles.yml").write_text(profile)
+    """Autocommit is off by default (builds need their transaction): the fix, not PG's error."""
     completed = subprocess.run(
         [
             sys.executable,
@@ -139,12 +141,12 @@ def test_concurrently_without_autocommit_says_how_to_fix(
         text=True,
         timeout=300,
         check=False,
-        env={**os.environ, PROFILES_DIR_ENV: str(tmp_path)},
+        env={k: v for k, v in os.environ.items() if k != AUTOCOMMIT_ENV},
     )
     output = completed.stdout + completed.stderr
     assert completed.returncode == 1, output
     assert "concurrently needs a connection in autocommit mode" in output, output
-    assert "add `autocommit: true` to that target" in output, output
+    assert "run this one command with BUILDQUEUE_AUTOCOMMIT=true" in output, output
     assert "cannot run inside a transaction block" not in output, output
     _, conn = bare_tables
     assert secondary_indexes(conn, SCHEMA) == []

@@ -60,7 +60,7 @@ alter statistics {{ adapter.quote(schema) }}.{{ adapter.quote(statistic.name) }}
 {% macro create_source_indexes(concurrently=false, dry_run=false, schema=none) %}
     {% set schema = schema or setting('source_schema') %}
     {% if concurrently and not dry_run and not target.get('autocommit') %}
-        {{ exceptions.raise_compiler_error("create_source_indexes: concurrently needs a connection in autocommit mode (create index concurrently cannot run inside a transaction), and target '" ~ target.name ~ "' has autocommit off. Fix: add `autocommit: true` to that target in your profiles.yml (as in profiles.yml.example), or run without concurrently.") }}
+        {{ exceptions.raise_compiler_error("create_source_indexes: concurrently needs a connection in autocommit mode (create index concurrently cannot run inside a transaction), and target '" ~ target.name ~ "' has autocommit off. Fix: run this one command with BUILDQUEUE_AUTOCOMMIT=true (profiles.yml.example reads it; keep it off for builds, which replace the view atomically only inside a transaction), or run without concurrently.") }}
     {% endif %}
     {% set statements = source_indexes_ddl(schema, concurrently=concurrently).strip().split(';') %}
     {% for table in source_statistics() | map(attribute='table') | unique %}
