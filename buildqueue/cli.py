@@ -54,21 +54,6 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def view_schema(project: DbtProject) -> str:
-    """The schema dbt builds the view in for this target."""
-    import os
-
-    return (
-        project.schema
-        or os.environ.get("BUILDQUEUE_SCHEMA")
-        or {
-            "dev": "buildqueue_dev",
-            "ci": "buildqueue_ci",
-            "prod": "monitoring",
-        }.get(project.target, "buildqueue_dev")
-    )
-
-
 def show_view(db: Database, schema: str, watch: float | None) -> None:
     """Print the view once, or every `watch` seconds until Ctrl-C."""
     with db.connect() as conn:
@@ -111,11 +96,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "demo":
             print(f"database: {db.describe()}", file=sys.stderr)
             project.build(fixtures=True)
-            show_view(db, view_schema(project), args.watch)
+            show_view(db, project.view_schema(), args.watch)
         elif args.command == "build":
             print(project.build(fixtures=args.fixtures).describe())
         elif args.command == "show":
-            show_view(db, view_schema(project), args.watch)
+            show_view(db, project.view_schema(), args.watch)
         elif args.command == "load":
             from buildqueue.load import LOAD_VIEW_SCHEMA, run_load
 

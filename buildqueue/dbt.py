@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from buildqueue.database import Database, explain_connection_error
 from buildqueue.paths import PROFILES_TEMPLATE, PROJECT_DIR, SCRATCH_DIR
@@ -26,6 +29,8 @@ from buildqueue.paths import PROFILES_TEMPLATE, PROJECT_DIR, SCRATCH_DIR
 _LOCK = threading.Lock()
 FAILED_STATUSES = {"error", "fail", "runtime error"}
 PROFILES_DIR_ENV = "DBT_PROFILES_DIR"
+PROFILE_NAME = "buildqueue"
+_ENV_VAR = re.compile(r"\{\{\s*env_var\(\s*'(\w+)'\s*(?:,\s*'([^']*)'\s*)?\)\s*\}\}")
 _CONNECTION_FAILURE_MARKS = ("connection to server", "could not connect to server")
 
 
@@ -75,6 +80,28 @@ class DbtProject:
         if not profile.exists() or profile.read_text() != PROFILES_TEMPLATE.read_text():
             shutil.copyfile(PROFILES_TEMPLATE, profile)
         return folder
+
+    def view_schema(self) -> str:
+        """The schema dbt builds the view in: the target's `schema` in the profile in use.
+
+        Read from the profile itself (its `env_var(...)` calls resolved with the same
+        environment dbt gets), so a schema is written in one place only.
+        """
+        if self.schema:
+            return self.schema
+        path = self.profiles_dir / "profiles.yml"
+        try:
+            outputs = yaml.safe_load(path.read_text())[PROFILE_NAME]["outputs"]
+            raw = str(outputs[self.target]["schema"])
+        except (OSError, yaml.YAMLError, KeyError, TypeError) as error:
+            raise DbtError(
+                f"Cannot read the schema of target '{self.target}' of profile "
+                f"'{PROFILE_NAME}' in {path} ({type(error).__name__}: {error}). Fix: use a "
+                "target that profile defines (dev, ci, prod in profiles.yml.example) or "
+                f"unset {PROFILES_DIR_ENV} to use profiles.yml.example."
+            ) from error
+        env = {**os.environ, **self.environment()}
+        return _ENV_VAR.sub(lambda match: env.get(match[1], match[2] or ""), raw)
 
     def environment(self) -> dict[str, str]:
         env = {**self.database.env(), "DBT_TARGET": self.target}
