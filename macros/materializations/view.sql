@@ -1,0 +1,96 @@
+{#
+    dbt's view materialization for PostgreSQL, changed in one place: when the view already
+    exists and the new query keeps its columns (same names, order, types and collations;
+    new columns may only be added at the end), the view is replaced in place with
+    `create or replace view` instead of being swapped for a new one. The swap renames the
+    old view away and drops it with `cascade`, which silently drops every view someone
+    built on top of ours; replacing in place keeps them. Either way it happens in one
+    transaction, so dashboards never see the view missing. When the columns do change
+    incompatibly, PostgreSQL cannot replace in place, and this falls back to dbt's swap
+    (dependent views are then dropped, as with stock dbt; docs/production.md).
+    The new query is always created first as the intermediate view, so it is checked and
+    its column types are known before anything is replaced.
+#}
+{%- materialization view, adapter='postgres' -%}
+
+  {%- set existing_relation = load_cached_relation(this) -%}
+  {%- set target_relation = this.incorporate(type='view') -%}
+  {%- set intermediate_relation = make_intermediate_relation(target_relation) -%}
+  {%- set preexisting_intermediate_relation = load_cached_relation(intermediate_relation) -%}
+  {%- set backup_relation_type = 'view' if existing_relation is none else existing_relation.type -%}
+  {%- set backup_relation = make_backup_relation(target_relation, backup_relation_type) -%}
+  {%- set preexisting_backup_relation = load_cached_relation(backup_relation) -%}
+  {% set grant_config = config.get('grants') %}
+
+  {{ run_hooks(pre_hooks, inside_transaction=False) }}
+
+  {{ drop_relation_if_exists(preexisting_intermediate_relation) }}
+  {{ drop_relation_if_exists(preexisting_backup_relation) }}
+
+  -- `BEGIN` happens here:
+  {{ run_hooks(pre_hooks, inside_transaction=True) }}
+
+  {% call statement('main') -%}
+    {{ get_create_view_as_sql(intermediate_relation, sql) }}
+  {%- endcall %}
+
+  {% if existing_relation is not none and existing_relation.is_view
+        and view_columns_are_kept(existing_relation, intermediate_relation) %}
+    {% call statement('replace_view_in_place') -%}
+      {{ get_create_view_as_sql(target_relation, sql) | replace('create view', 'create or replace view', 1) }}
+    {%- endcall %}
+    {{ drop_relation_if_exists(intermediate_relation) }}
+  {% else %}
+    {% if existing_relation is not none %}
+      {% set existing_relation = load_cached_relation(existing_relation) %}
+      {% if existing_relation is not none %}
+        {{ adapter.rename_relation(existing_relation, backup_relation) }}
+      {% endif %}
+    {% endif %}
+    {{ adapter.rename_relation(intermediate_relation, target_relation) }}
+  {% endif %}
+
+  {% set should_revoke = should_revoke(existing_relation, full_refresh_mode=True) %}
+  {% do apply_grants(target_relation, grant_config, should_revoke=should_revoke) %}
+
+  {% do persist_docs(target_relation, model) %}
+
+  {{ run_hooks(post_hooks, inside_transaction=True) }}
+
+  {{ adapter.commit() }}
+
+  {{ drop_relation_if_exists(backup_relation) }}
+
+  {{ run_hooks(post_hooks, inside_transaction=False) }}
+
+  {{ return({'relations': [target_relation]}) }}
+
+{%- endmaterialization -%}
+
+
+{#
+    Whether `create or replace view old` with new's query is allowed: every column of old
+    is in new at the same position, with the same name, type (with modifiers) and
+    collation. new may have more columns, at the end.
+#}
+{% macro view_columns_are_kept(old, new) %}
+    {% set query %}
+        select count(*) = 0
+        from pg_attribute as old_column
+        left join pg_attribute as new_column
+            on new_column.attrelid = '{{ new }}'::regclass
+            and new_column.attnum = old_column.attnum
+            and not new_column.attisdropped
+        where
+            old_column.attrelid = '{{ old }}'::regclass
+            and old_column.attnum > 0
+            and not old_column.attisdropped
+            and (
+                new_column.attname is distinct from old_column.attname
+                or format_type(new_column.atttypid, new_column.atttypmod)
+                    is distinct from format_type(old_column.atttypid, old_column.atttypmod)
+                or new_column.attcollation is distinct from old_column.attcollation
+            )
+    {% endset %}
+    {{ return(run_query(query).columns[0].values()[0]) }}
+{% endmacro %}
