@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -78,6 +79,24 @@ def show_view(db: Database, schema: str, watch: float | None) -> None:
                 time.sleep(watch)
         except KeyboardInterrupt:
             print("\nstopped.")
+
+
+def run_in_subprocess(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """`python -m buildqueue ARGS` in a process of its own, as a user's shell runs it.
+
+    For tests of what a user sees: exit code, stdout and stderr (captured, as text).
+    """
+    return subprocess.run(
+        [sys.executable, "-m", "buildqueue", *args],
+        cwd=PROJECT_DIR,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        check=False,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

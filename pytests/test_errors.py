@@ -8,16 +8,14 @@ keeps its trust authentication.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from buildqueue.cli import run_in_subprocess
 from buildqueue.database import Database, start_embedded
 from buildqueue.dbt import DbtError, DbtOutcome, DbtProject
-from buildqueue.paths import PROJECT_DIR
 
 PASSWORD_ROLE = "buildqueue_scram_user"
 PARTIAL_SCHEMA = "crystal_forge_partial"
@@ -25,14 +23,7 @@ PARTIAL_SCHEMA = "crystal_forge_partial"
 
 def cli(*args: str, env: dict[str, str] | None = None) -> str:
     """Run `python -m buildqueue ARGS`; it must fail; returns stdout + stderr."""
-    completed = subprocess.run(
-        [sys.executable, "-m", "buildqueue", *args],
-        cwd=PROJECT_DIR,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-    )
+    completed = run_in_subprocess(*args, env=env)
     output = completed.stdout + completed.stderr
     assert completed.returncode == 1, output
     return output

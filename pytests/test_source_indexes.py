@@ -10,17 +10,15 @@ nothing when run again.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 
 import psycopg
 import pytest
 
+from buildqueue.cli import run_in_subprocess
 from buildqueue.database import Database
 from buildqueue.dbt import DbtProject
 from buildqueue.fleet import drop_secondary_indexes, secondary_indexes
-from buildqueue.paths import PROJECT_DIR
 
 SCHEMA = "source_indexes_check"
 INDEXES = [
@@ -58,34 +56,29 @@ def statistics_targets(conn: psycopg.Connection) -> dict[str, int | None]:
     return dict(rows)
 
 
+def operation(database: Database, args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
+    """`buildqueue dbt run-operation create_source_indexes --args ARGS`: exit code, output."""
+    completed = run_in_subprocess(
+        "dbt",
+        "--database",
+        database.conninfo(),
+        "--target",
+        "ci",
+        "run-operation",
+        "create_source_indexes",
+        "--args",
+        args,
+        env=env,
+    )
+    return completed.returncode, completed.stdout + completed.stderr
+
+
 def test_dry_run_prints_the_ddl_and_changes_nothing(
     database: Database, bare_tables: tuple[DbtProject, psycopg.Connection]
 ) -> None:
     _, conn = bare_tables
-    args = f"{{schema: {SCHEMA}, concurrently: true, dry_run: true}}"
-    completed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "buildqueue",
-            "dbt",
-            "--database",
-            database.conninfo(),
-            "--target",
-            "ci",
-            "run-operation",
-            "create_source_indexes",
-            "--args",
-            args,
-        ],
-        cwd=PROJECT_DIR,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    output = completed.stdout + completed.stderr
-    assert completed.returncode == 0, output
+    code, output = operation(database, f"{{schema: {SCHEMA}, concurrently: true, dry_run: true}}")
+    assert code == 0, output
     for name in INDEXES:
         assert f'create index concurrently if not exists "{name}"' in output, output
     assert f'create statistics if not exists "{SCHEMA}"."{STATISTIC}"' in output
@@ -121,30 +114,12 @@ def test_concurrently_without_autocommit_says_how_to_fix(
     database: Database, bare_tables: tuple[DbtProject, psycopg.Connection]
 ) -> None:
     """Autocommit is off by default (builds need their transaction): the fix, not PG's error."""
-    completed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "buildqueue",
-            "dbt",
-            "--database",
-            database.conninfo(),
-            "--target",
-            "ci",
-            "run-operation",
-            "create_source_indexes",
-            "--args",
-            f"{{schema: {SCHEMA}, concurrently: true}}",
-        ],
-        cwd=PROJECT_DIR,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
+    code, output = operation(
+        database,
+        f"{{schema: {SCHEMA}, concurrently: true}}",
         env={k: v for k, v in os.environ.items() if k != AUTOCOMMIT_ENV},
     )
-    output = completed.stdout + completed.stderr
-    assert completed.returncode == 1, output
+    assert code == 1, output
     assert "concurrently needs a connection in autocommit mode" in output, output
     assert "run this one command with BUILDQUEUE_AUTOCOMMIT=true" in output, output
     assert "cannot run inside a transaction block" not in output, output
