@@ -232,6 +232,10 @@ EXPECTED_WARNINGS = {
         "select derivation_id, depends_on_derivation_id, copies",
         {(8, 1009, 3), (8, 1010, 2)},
     ),
+    "assert_dependency_rows_have_a_unique_key": (
+        "select problem",
+        {("no unique key on (derivation_id, depends_on_id)",)},
+    ),
 }
 
 
