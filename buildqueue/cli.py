@@ -63,10 +63,6 @@ def show_view(db: Database, schema: str, watch: float | None) -> None:
             return
         if watch <= 0:
             raise SystemExit("error: --watch needs a positive number of seconds")
-        # Ctrl-C must stop the watch even when we were started with SIGINT ignored (a
-        # shell without job control ignores it in background jobs, and children inherit
-        # that): Python only turns SIGINT into KeyboardInterrupt when it finds SIG_DFL.
-        signal.signal(signal.SIGINT, signal.default_int_handler)
         try:
             while True:
                 rows = fetch_rows(conn, schema)
@@ -100,6 +96,11 @@ def run_in_subprocess(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Ctrl-C must stop every command (the watch loop prints "stopped.", the others
+    # "interrupted.") even when we were started with SIGINT ignored: a shell without job
+    # control ignores it in background jobs and children inherit that, and Python only
+    # turns SIGINT into KeyboardInterrupt when it finds SIG_DFL.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["test"]:
         # everything after `test` goes to pytest untouched (argparse would eat -q, -k ...)
