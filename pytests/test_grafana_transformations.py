@@ -20,7 +20,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from buildqueue import grafana
+from buildqueue import grafana, transformations
 from buildqueue.browser import BrowserUnavailable
 from buildqueue.example import EXPECTED_ROWS, LATEST_HEARTBEAT_AGE_SECONDS, SOURCE_SCHEMA
 from buildqueue.fleet import STATUS_CATALOGUE
@@ -29,6 +29,7 @@ from buildqueue.paths import PROJECT_DIR
 from buildqueue.transformations import (
     Frame,
     GrafanaTransformations,
+    TransformationError,
     TransformationsUnavailable,
     query_frame,
 )
@@ -261,3 +262,21 @@ def test_an_empty_queue(
     assert drawn["Cache push lag"].rows() == [
         {"systems_waiting_for_cache_push": 0, "packages_built_not_pushed": 0}
     ]
+
+
+def test_a_transformation_grafana_data_lacks_is_an_error(
+    grafana_code: GrafanaTransformations, dashboard: dict, conn: psycopg.Connection
+) -> None:
+    # partitionByValues is registered by Grafana's app, not shipped in @grafana/data
+    with pytest.raises(TransformationError, match="partitionByValues are not among"):
+        grafana_code.apply(
+            [{"id": "partitionByValues", "options": {"fields": ["status"]}}],
+            [_source_frame(dashboard, conn)],
+        )
+
+
+def test_without_npm_the_install_says_how_to_get_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(transformations, "_installed_version", lambda: None)
+    monkeypatch.setattr(transformations.shutil, "which", lambda name: None)
+    with pytest.raises(TransformationsUnavailable, match=r"npm not found\. Fix: install Node"):
+        transformations.install()
