@@ -22,6 +22,7 @@ import pytest
 
 from buildqueue import grafana, transformations
 from buildqueue.browser import BrowserUnavailable
+from buildqueue.dbt import DbtOutcome, DbtProject
 from buildqueue.example import EXPECTED_ROWS, LATEST_HEARTBEAT_AGE_SECONDS, SOURCE_SCHEMA
 from buildqueue.fleet import STATUS_CATALOGUE
 from buildqueue.grafana import TimeRange
@@ -55,6 +56,13 @@ OVERVIEW_COLUMNS = [
     "git_commit_hash",
 ]
 """What the Systems overview table shows (its query has two more columns for others)."""
+
+
+@pytest.fixture(scope="module", autouse=True)
+def fresh_example(project: DbtProject, build: DbtOutcome) -> None:
+    """Reload the example first: its heartbeats are relative to load time (server-a's is
+    15 s old), so late in a long session server-a would be stale too."""
+    project.load_fixtures()
 
 
 @pytest.fixture(scope="module")
