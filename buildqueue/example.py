@@ -6,7 +6,15 @@ the same rows in SQL. Times that are relative to load time are given as ages.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import psycopg
+
+    from buildqueue.database import Database
+    from buildqueue.dbt import DbtOutcome, DbtProject
 
 SOURCE_SCHEMA = "crystal_forge_example"
 """Where the fixtures load (var source_schema's default)."""
@@ -66,3 +74,25 @@ EXPECTED_ROWS: list[dict[str, object]] = [
 
 LATEST_HEARTBEAT_AGE_SECONDS = {"server-a": 15, "server-b": None, "server-c": 600}
 EARLIEST_RESERVATION_AGE_SECONDS = {"server-a": 1200, "server-b": None, "server-c": 10800}
+
+
+@dataclass
+class ExampleDatabase:
+    """The spec's example, loaded and built on one database: where its schemas are."""
+
+    database: Database
+    project: DbtProject
+    source_schema: str
+    outcome: DbtOutcome
+
+    @property
+    def view_schema(self) -> str:
+        return self.project.view_schema()
+
+    def connect_view(self) -> psycopg.Connection:
+        """An autocommit connection reading the view, like Grafana (search_path: its schema)."""
+        return self.database.connect(options=f"-c search_path={self.view_schema}")
+
+    def connect_source(self) -> psycopg.Connection:
+        """An autocommit connection to the Crystal Forge tables, like a worker."""
+        return self.database.connect(options=f"-c search_path={self.source_schema}")
