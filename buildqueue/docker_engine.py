@@ -72,7 +72,9 @@ def prepare_for_tests() -> None:
 
     for attempt in (1, 2):
         try:
-            ensure_image(engine)
+            image = ensure_image(engine)
+            version = engine.version().get("Version", "?")
+            _say(f"container tests: Docker {version}, PostgreSQL image {image}")
             return
         except BackendUnavailable as unavailable:
             if attempt == 1 and not shutil.which("debootstrap") and not _why_cannot_install():

@@ -109,9 +109,11 @@ def example(request: pytest.FixtureRequest) -> Iterator[ExampleDatabase]:
     """
     if request.param == "default":
         project = request.getfixturevalue("project")
-        yield ExampleDatabase(
-            project.database, project, SOURCE_SCHEMA, request.getfixturevalue("build")
-        )
+        outcome = request.getfixturevalue("build")
+        # Reload: the example's heartbeats are relative to load time and the session's
+        # build may be minutes old by now (server-a's 15 s heartbeat would turn stale).
+        project.load_fixtures()
+        yield ExampleDatabase(project.database, project, SOURCE_SCHEMA, outcome)
         return
     db = request.getfixturevalue("container_database")
     suffix = uuid.uuid4().hex[:8]
