@@ -10,9 +10,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    import psycopg
+import psycopg
+from psycopg import sql
 
+if TYPE_CHECKING:
     from buildqueue.database import Database
     from buildqueue.dbt import DbtOutcome, DbtProject
 
@@ -74,6 +75,36 @@ EXPECTED_ROWS: list[dict[str, object]] = [
 
 LATEST_HEARTBEAT_AGE_SECONDS = {"server-a": 15, "server-b": None, "server-c": 600}
 EARLIEST_RESERVATION_AGE_SECONDS = {"server-a": 1200, "server-b": None, "server-c": 10800}
+
+EXAMPLE_TABLES = (
+    "commits",
+    "derivations",
+    "derivation_dependencies",
+    "build_reservations",
+    "derivation_statuses",
+)
+"""The Crystal Forge tables the example fills."""
+
+
+def copy_example(conn: psycopg.Connection, schema: str) -> None:
+    """Copy the loaded example into a new ``schema`` (same columns, keys and indexes), with
+    its reservation times shifted so their ages are again those of the example at load time
+    (the freshest heartbeat 15 seconds old), however long ago the example was loaded."""
+    conn.execute(sql.SQL("create schema {}").format(sql.Identifier(schema)))
+    for table in EXAMPLE_TABLES:
+        target, source = sql.Identifier(schema, table), sql.Identifier(SOURCE_SCHEMA, table)
+        conn.execute(sql.SQL("create table {} (like {} including all)").format(target, source))
+        conn.execute(sql.SQL("insert into {} select * from {}").format(target, source))
+    freshest = min(age for age in LATEST_HEARTBEAT_AGE_SECONDS.values() if age is not None)
+    conn.execute(
+        sql.SQL(
+            "update {table}"
+            " set reserved_at = reserved_at + shift, heartbeat_at = heartbeat_at + shift"
+            " from (select now() - max(heartbeat_at) - make_interval(secs => %s) as shift"
+            " from {table}) as ages"
+        ).format(table=sql.Identifier(schema, "build_reservations")),
+        [freshest],
+    )
 
 
 @dataclass
