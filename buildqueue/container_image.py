@@ -165,7 +165,8 @@ def build_local_image(client: Any, tag: str = LOCAL_IMAGE) -> None:
             return
         mirror = debian_mirror()
         _say(
-            f"building the PostgreSQL 15 image {tag} (once per machine, about a minute): "
+            f"building the PostgreSQL 15 image {tag} (once per machine; about a minute on "
+            "an idle 2-core machine, up to 4 under load): "
             f"debootstrap of Debian {SUITE} with postgresql-15 from {mirror}, then docker "
             f"import; log: {_shown(BUILD_LOG)}"
         )
