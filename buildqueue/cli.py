@@ -144,7 +144,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         # everything after `test` goes to pytest untouched (argparse would eat -q, -k ...)
         import pytest
 
+        from buildqueue.docker_engine import prepare_for_tests
+
         _install_grafana_code()
+        prepare_for_tests()  # Docker + the PostgreSQL 15 image for the container tests
         config = PROJECT_DIR / "pyproject.toml"
         return int(pytest.main(["-c", str(config), "--rootdir", str(PROJECT_DIR), *argv[1:]]))
     args = _parser().parse_args(argv)
