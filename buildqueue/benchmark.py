@@ -32,7 +32,7 @@ from psycopg import sql
 
 from buildqueue.database import Database
 from buildqueue.dbt import DbtProject
-from buildqueue.fleet import FleetShape, describe_indexes, load_fleet
+from buildqueue.fleet import FleetShape, describe_indexes, load_fleet, status_ids
 from buildqueue.paths import PROJECT_DIR, SCRATCH_DIR
 from buildqueue.plans import deduplicates_dependencies, dependency_join_estimate, explain, nodes
 from buildqueue.report import VIEW_COLUMNS, view_query
@@ -88,13 +88,24 @@ def settings() -> dict[str, Any]:
     return yaml.safe_load((PROJECT_DIR / "dbt_project.yml").read_text())["vars"]
 
 
+QUEUED_STATUSES = ("dry-run-complete", "scheduled")
+BUILD_COMPLETE_STATUS = "build-complete"
+BUILD_IN_PROGRESS_STATUS = "build-inprogress"
+CACHE_PUSHED_STATUS = "cache-pushed"
+"""The spec's status names (the project's defaults): the fleet generator uses the same."""
+
+
 def baseline_query(schema: str) -> sql.Composed:
-    """The straightforward single query, with the view's semantics and columns."""
+    """The straightforward single query, with the view's semantics and columns.
+
+    Status ids come from the fleet's status catalogue (`fleet.status_ids`, names -> ids),
+    the rows the fleet loads, not from dbt_project.yml, whose status vars are names.
+    """
     v = settings()
-    queued = sql.SQL(", ").join(sql.Literal(int(i)) for i in v["queued_system_status_ids"])
+    ids = status_ids()
+    queued = sql.SQL(", ").join(sql.Literal(ids[name]) for name in QUEUED_STATUSES)
     completed = sql.SQL("{}, {}").format(
-        sql.Literal(int(v["build_complete_status_id"])),
-        sql.Literal(int(v["cache_pushed_status_id"])),
+        sql.Literal(ids[BUILD_COMPLETE_STATUS]), sql.Literal(ids[CACHE_PUSHED_STATUS])
     )
     return sql.SQL(
         """
@@ -154,8 +165,8 @@ def baseline_query(schema: str) -> sql.Composed:
         """
     ).format(
         completed=completed,
-        building=sql.Literal(int(v["build_in_progress_status_id"])),
-        cached=sql.Literal(int(v["cache_pushed_status_id"])),
+        building=sql.Literal(ids[BUILD_IN_PROGRESS_STATUS]),
+        cached=sql.Literal(ids[CACHE_PUSHED_STATUS]),
         threshold=sql.Literal(str(v["stale_heartbeat_threshold"])),
         queued=queued,
         derivations=sql.Identifier(schema, "derivations"),
