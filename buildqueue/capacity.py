@@ -226,9 +226,11 @@ class RunStats:
     alert_latencies: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     sent: dict[str, int] = field(default_factory=dict)
-    """How many times each query key was sent."""
+    """How many times each query key was due: sent, or dropped at the end of the run."""
     last_sent: dict[str, tuple[datetime, str]] = field(default_factory=dict)
     """Per key, the last SQL text sent (macros expanded) and the time it was rendered for."""
+    dropped: int = 0
+    """Queries still waiting for a connection at the end of the run (never sent)."""
 
     @property
     def p50(self) -> float:
@@ -255,6 +257,7 @@ class RunStats:
             f"{self.seconds:.1f}s ({len(self.latencies) / max(self.seconds, 1e-9):.1f}/s), "
             f"p50 {self.p50 * ms:.0f} ms, p99 {self.p99 * ms:.0f} ms, "
             f"errors {len(self.errors)}{alerts}"
+            + (f", {self.dropped} never started (backlog)" if self.dropped else "")
             + (f" (first: {self.errors[0]})" if self.errors else "")
         )
 
@@ -289,9 +292,19 @@ def _schedule(workload: Workload, viewers: int, refresh: float, seconds: float) 
 
 
 def run_workload(
-    db: Database, schema: str, workload: Workload, viewers: int, refresh: float, seconds: float
+    db: Database,
+    schema: str,
+    workload: Workload,
+    viewers: int,
+    refresh: float,
+    seconds: float,
+    grace: float = 1.0,
 ) -> RunStats:
-    """V viewers refreshing every R seconds, plus the alert rules, for ``seconds``."""
+    """V viewers refreshing every R seconds, plus the alert rules, for ``seconds``.
+
+    Queries not started ``grace`` seconds after the end are dropped and counted (with the
+    latency they had reached): a backlog means the run failed anyway.
+    """
     stats = RunStats(viewers, refresh)
     schedule = _schedule(workload, viewers, refresh, seconds)
     jobs: queue.Queue[_Job | None] = queue.Queue()
@@ -329,7 +342,20 @@ def run_workload(
         if delay > 0:
             time.sleep(delay)
         jobs.put(job)
-    time.sleep(max(0.0, started + seconds - time.perf_counter()))
+    # queries still waiting for a connection after the run (plus the grace) are dropped:
+    # their latency is already past the grace, and draining a backlog only wastes time
+    time.sleep(max(0.0, started + seconds + grace - time.perf_counter()))
+    while True:
+        try:
+            job = jobs.get_nowait()
+        except queue.Empty:
+            break
+        if job is not None:
+            with lock:
+                stats.dropped += 1
+                stats.sent[job.key] = stats.sent.get(job.key, 0) + 1
+                latency = time.perf_counter() - started - job.due
+                (stats.alert_latencies if job.alert else stats.latencies).append(latency)
     for _ in threads:
         jobs.put(None)
     for thread in threads:
@@ -466,7 +492,7 @@ def measure_fleet(
         result.capacities.append(
             find_capacity(
                 lambda viewers, refresh=refresh: run_workload(
-                    db, schema, workload, viewers, refresh, step_seconds
+                    db, schema, workload, viewers, refresh, step_seconds, grace=limit
                 ),
                 refresh,
                 limit=limit,
