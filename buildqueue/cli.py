@@ -58,6 +58,11 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--runs", type=int, default=5, help="timed runs per query (median)")
     bench.add_argument("--seed", type=int, default=1, help="fleet generator seed")
     bench.add_argument("--no-baseline", action="store_true", help="time the view only")
+    bench.add_argument(
+        "--history-curve",
+        action="store_true",
+        help="view median per queue size (SIZES: 250 500 ...) without and with 10x history",
+    )
     return parser
 
 
