@@ -478,50 +478,78 @@ def all_visible(conn: psycopg.Connection, schema: str) -> str:
     return ", ".join(f"{name} {share:.0%}" for name, share in rows)
 
 
-def curve_for_fleet(
-    project: DbtProject,
-    conn: psycopg.Connection,
-    shape: FleetShape,
-    sizes: tuple[int, ...],
-    *,
-    runs: int,
-    log: Any = print,
-) -> list[CurvePoint]:
-    """Load ``shape`` once, then time the view at every queue size, largest first."""
-    log(f"[{shape.label}] generating and loading ...")
-    log(f"[{shape.label}] {load_fleet(project, conn, SOURCE_SCHEMA, shape).describe()}")
+HISTORY_SOURCE_SCHEMA = "fleet_bench_history"
+HISTORY_VIEW_SCHEMA = "fleet_bench_history_view"
+
+
+@dataclass
+class CurveFleet:
+    """One fleet of the curve: where it is loaded, its view, its queued systems."""
+
+    shape: FleetShape
+    source_schema: str
+    view_schema: str
+    queued: list[tuple[int, int]] = field(default_factory=list)
+    """(id, status) of every queued system, in the order the queue keeps them."""
+    points: list[CurvePoint] = field(default_factory=list)
+
+
+def load_curve_fleet(
+    database: Database, conn: psycopg.Connection, fleet: CurveFleet, target: str, log: Any
+) -> None:
+    """Load the fleet into its own schema, build the view over it, list its queue."""
+    project = DbtProject(database, target=target, schema=fleet.view_schema)
+    log(f"[{fleet.shape.label}] generating and loading ...")
+    stats = load_fleet(project, conn, fleet.source_schema, fleet.shape)
+    log(f"[{fleet.shape.label}] {stats.describe()}")
     project.invoke(
-        "run", "--select", "view_build_queue_status", vars={"source_schema": SOURCE_SCHEMA}
+        "run", "--select", "view_build_queue_status", vars={"source_schema": fleet.source_schema}
     )
-    view = view_query(project.schema or VIEW_SCHEMA)
+    fleet.queued = queued_systems(conn, fleet.source_schema)
+
+
+def queued_systems(conn: psycopg.Connection, schema: str) -> list[tuple[int, int]]:
+    """(id, status) of the queued systems, in a fixed pseudo-random order (id hash)."""
     ids = status_ids()
     rows = conn.execute(
         sql.SQL(
             "select id, status_id from {} where derivation_type = 'nixos' "
             "and status_id = any(%s) order by hashint4(id), id"
-        ).format(sql.Identifier(SOURCE_SCHEMA, "derivations")),
+        ).format(sql.Identifier(schema, "derivations")),
         [[ids[name] for name in QUEUED_STATUSES]],
     ).fetchall()
-    queued = [(int(i), int(s)) for i, s in rows]
-    points = []
-    for size in sorted(sizes, reverse=True):
-        if size > len(queued):
-            raise ValueError(f"queue size {size} exceeds the fleet's {len(queued)} systems")
-        set_queue_size(conn, SOURCE_SCHEMA, queued, size)
-        _timed(conn, view)  # warm-up
-        seconds = []
-        for _ in range(runs):
+    return [(int(i), int(s)) for i, s in rows]
+
+
+def time_curve_point(
+    conn: psycopg.Connection, fleets: list[CurveFleet], size: int, runs: int, log: Any
+) -> None:
+    """Set every fleet's queue to ``size``, then time the views alternately.
+
+    Alternating puts the fleets under the same load from other tenants of the machine,
+    so the ratio means something even when the absolute times do not.
+    """
+    views = []
+    for fleet in fleets:
+        if size > len(fleet.queued):
+            raise ValueError(f"queue size {size} exceeds the fleet's {len(fleet.queued)} systems")
+        set_queue_size(conn, fleet.source_schema, fleet.queued, size)
+        views.append(view_query(fleet.view_schema))
+        _timed(conn, views[-1])  # warm-up
+    seconds: list[list[float]] = [[] for _ in fleets]
+    for _ in range(runs):
+        for index, view in enumerate(views):
             elapsed, result = _timed(conn, view)
-            seconds.append(elapsed)
+            seconds[index].append(elapsed)
             if len(result) != size:
                 raise ResultMismatch(f"{len(result)} rows in the view, {size} queued")
-        point = CurvePoint(size, seconds, describe_plan(conn, view))
+    for fleet, view, times in zip(fleets, views, seconds, strict=True):
+        point = CurvePoint(size, times, describe_plan(conn, view))
+        fleet.points.append(point)
         log(
-            f"[{shape.label}] queue {size:5}: view {point.median * 1000:7.1f} ms | "
-            f"{point.plan} | all-visible: {all_visible(conn, SOURCE_SCHEMA)}"
+            f"[{fleet.shape.label}] queue {size:5}: view {point.median * 1000:7.1f} ms | "
+            f"{point.plan} | all-visible: {all_visible(conn, fleet.source_schema)}"
         )
-        points.append(point)
-    return sorted(points, key=lambda point: point.queued)
 
 
 def format_curve(
@@ -555,33 +583,37 @@ def run_history_curve(
     seed: int = 1,
     target: str = "dev",
     output_dir: Path = OUTPUT_DIR,
+    log: Any = print,
 ) -> str:
     """The view's median per queue size without and with history; prints the table.
 
     Two fleets of ``max(sizes)`` queued systems x ``packages``, one without history and
-    one with ``history`` finished evaluations per queued host; each is loaded once and
-    the queue shrunk step by step (`set_queue_size`), so the history stays the same
-    (``history`` x the largest queue) at every size.
+    one with ``history`` finished evaluations per queued host, each in its own schema
+    and loaded once; the queue is shrunk step by step (`set_queue_size`), so the history
+    stays the same (``history`` x the largest queue) at every size.
     """
-    project = DbtProject(database, target=target, schema=VIEW_SCHEMA)
     largest = max(sizes)
+    fleets = [
+        CurveFleet(FleetShape(largest, packages, seed=seed), SOURCE_SCHEMA, VIEW_SCHEMA),
+        CurveFleet(
+            FleetShape(largest, packages, history=history, seed=seed),
+            HISTORY_SOURCE_SCHEMA,
+            HISTORY_VIEW_SCHEMA,
+        ),
+    ]
     with database.connect() as conn:
         server = conn.execute("select version()").fetchone()[0]
-        without = curve_for_fleet(
-            project, conn, FleetShape(largest, packages, seed=seed), sizes, runs=runs
-        )
-        with_history = curve_for_fleet(
-            project,
-            conn,
-            FleetShape(largest, packages, history=history, seed=seed),
-            sizes,
-            runs=runs,
-        )
+        for fleet in fleets:
+            load_curve_fleet(database, conn, fleet, target, log)
+        for size in sorted(sizes, reverse=True):
+            time_curve_point(conn, fleets, size, runs, log)
+    without, with_history = (sorted(f.points, key=lambda p: p.queued) for f in fleets)
     table = format_curve(without, with_history, history, largest)
     header = (
         f"machine: {machine()}\nserver: {server.split(' on ')[0]}\n"
-        f"median of {runs} runs after a warm-up, {packages} packages per system; the queue "
-        f"shrunk from {largest} by parking systems as {UNQUEUED_STATUS}, then vacuum (analyze)"
+        f"median of {runs} runs after a warm-up, the two fleets alternating, {packages} "
+        f"packages per system; the queue shrunk from {largest} by parking systems as "
+        f"{UNQUEUED_STATUS}, then vacuum (analyze)"
     )
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / "history-curve.md").write_text(header + "\n\n" + table + "\n")

@@ -15,7 +15,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from buildqueue.benchmark import check_same_rows
+from buildqueue.benchmark import CurveFleet, check_same_rows, queued_systems, time_curve_point
 from buildqueue.database import Database
 from buildqueue.dbt import DbtProject
 from buildqueue.fleet import FleetShape, generate, load_fleet
@@ -107,3 +107,19 @@ def test_generator_is_deterministic() -> None:
     first, second = contents(), contents()
     assert first == second
     assert contents(FleetShape(40, 30, 1, seed=8)) != first
+
+
+def test_history_curve_shrinks_the_queue_and_restores_it(fleet_conn: psycopg.Connection) -> None:
+    """`./run bench --history-curve` parks queued systems: the view must follow exactly."""
+    fleet = CurveFleet(SHAPE, SOURCE_SCHEMA, VIEW_SCHEMA, queued_systems(fleet_conn, SOURCE_SCHEMA))
+    assert len(fleet.queued) == SHAPE.systems
+    try:
+        time_curve_point(fleet_conn, [fleet], 10, runs=1, log=lambda line: None)
+        assert [point.queued for point in fleet.points] == [10]
+        assert "join estimate" in fleet.points[0].plan
+        rows = fetch_rows(fleet_conn, VIEW_SCHEMA)
+        kept = {system_id for system_id, _ in fleet.queued[:10]}
+        assert {row["nixos_id"] for row in rows} == kept
+    finally:
+        time_curve_point(fleet_conn, [fleet], SHAPE.systems, runs=1, log=lambda line: None)
+    assert len(fetch_rows(fleet_conn, VIEW_SCHEMA)) == SHAPE.systems
