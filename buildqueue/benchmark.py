@@ -88,24 +88,19 @@ def settings() -> dict[str, Any]:
     return yaml.safe_load((PROJECT_DIR / "dbt_project.yml").read_text())["vars"]
 
 
-QUEUED_STATUSES = ("dry-run-complete", "scheduled")
-BUILD_COMPLETE_STATUS = "build-complete"
-BUILD_IN_PROGRESS_STATUS = "build-inprogress"
-CACHE_PUSHED_STATUS = "cache-pushed"
-"""The spec's status names (the project's defaults): the fleet generator uses the same."""
-
-
 def baseline_query(schema: str) -> sql.Composed:
     """The straightforward single query, with the view's semantics and columns.
 
-    Status ids come from the fleet's status catalogue (`fleet.status_ids`, names -> ids),
-    the rows the fleet loads, not from dbt_project.yml, whose status vars are names.
+    Status ids: the statuses the project's vars name, in the fleets' status catalogue.
     """
     v = settings()
     ids = status_ids()
-    queued = sql.SQL(", ").join(sql.Literal(ids[name]) for name in QUEUED_STATUSES)
+    queued = sql.SQL(", ").join(
+        sql.Literal(ids[name]) for name in v["queued_system_statuses"] if name in ids
+    )
     completed = sql.SQL("{}, {}").format(
-        sql.Literal(ids[BUILD_COMPLETE_STATUS]), sql.Literal(ids[CACHE_PUSHED_STATUS])
+        sql.Literal(ids[v["build_complete_status"]]),
+        sql.Literal(ids[v["cache_pushed_status"]]),
     )
     return sql.SQL(
         """
@@ -165,8 +160,8 @@ def baseline_query(schema: str) -> sql.Composed:
         """
     ).format(
         completed=completed,
-        building=sql.Literal(ids[BUILD_IN_PROGRESS_STATUS]),
-        cached=sql.Literal(ids[CACHE_PUSHED_STATUS]),
+        building=sql.Literal(ids[v["build_in_progress_status"]]),
+        cached=sql.Literal(ids[v["cache_pushed_status"]]),
         threshold=sql.Literal(str(v["stale_heartbeat_threshold"])),
         queued=queued,
         derivations=sql.Identifier(schema, "derivations"),
@@ -516,7 +511,7 @@ def queued_systems(conn: psycopg.Connection, schema: str) -> list[tuple[int, int
             "select id, status_id from {} where derivation_type = 'nixos' "
             "and status_id = any(%s) order by hashint4(id), id"
         ).format(sql.Identifier(schema, "derivations")),
-        [[ids[name] for name in QUEUED_STATUSES]],
+        [[ids[name] for name in settings()["queued_system_statuses"] if name in ids]],
     ).fetchall()
     return [(int(i), int(s)) for i, s in rows]
 
