@@ -19,7 +19,12 @@ from buildqueue.benchmark import CurveFleet, check_same_rows, queued_systems, ti
 from buildqueue.database import Database
 from buildqueue.dbt import DbtProject
 from buildqueue.fleet import FleetShape, generate, load_fleet
-from buildqueue.plans import deduplicates_dependencies, dependency_join_estimate, explain
+from buildqueue.plans import (
+    deduplicates_dependencies,
+    dependency_join_estimate,
+    explain,
+    nodes,
+)
 from buildqueue.report import fetch_rows, view_query
 
 SOURCE_SCHEMA = "fleet_smoke"
@@ -92,6 +97,27 @@ def test_dependency_join_is_sized_from_the_rows_it_returns(fleet_conn: psycopg.C
     """Without `nixos_id + 0` the planner expects about 2 % of the rows here (50x too few)."""
     estimate = dependency_join_estimate(explain(fleet_conn, view_query(VIEW_SCHEMA), analyze=True))
     assert 1 / 3 < estimate.ratio < 3, estimate
+
+
+def test_queue_can_run_in_parallel_however_few_pages_it_spans(
+    fleet_conn: psycopg.Connection,
+) -> None:
+    """The queue's thirds make a Parallel Append: no 8 MB scan needed for workers.
+
+    This fleet's tables are far below min_parallel_table_scan_size, as a queue of a few
+    hundred systems is among years of history: a single scan of the queue would get no
+    worker at any cost setting. With parallelism made free, the plan must use the three
+    thirds of int_system_packages_deduplicated (docs/performance.md, no cliff).
+    """
+    with fleet_conn.transaction(force_rollback=True):
+        fleet_conn.execute("set local parallel_setup_cost = 0")
+        fleet_conn.execute("set local parallel_tuple_cost = 0")
+        plan = explain(fleet_conn, view_query(VIEW_SCHEMA))
+    appends = [
+        node for node in nodes(plan) if node["Node Type"] == "Append" and node.get("Parallel Aware")
+    ]
+    assert appends, "no Parallel Append in the view's plan"
+    assert len(appends[0]["Plans"]) == 3
 
 
 def test_generator_is_deterministic() -> None:
