@@ -274,7 +274,8 @@ def _schedule(workload: Workload, viewers: int, refresh: float, seconds: float) 
     """Every query of the run with its due time (s from the start), in time order.
 
     Viewers are spread evenly over one refresh period (they do not open the dashboard in
-    the same instant); alert rules evenly over their interval.
+    the same instant); alert rules evenly over their interval, each in the middle of its
+    slot (with three rules at 1 m: at 10 s, 30 s and 50 s).
     """
     jobs = []
     for viewer in range(viewers):
@@ -284,7 +285,8 @@ def _schedule(workload: Workload, viewers: int, refresh: float, seconds: float) 
             jobs += [_Job(tick, q.key, q) for q in workload.refresh_queries]
             tick += refresh
     for index, rule in enumerate(workload.alert_rules):
-        tick = rule.interval * index / max(len(workload.alert_rules), 1)
+        # mid-slot, so the first rule does not land on the first viewer's first refresh
+        tick = rule.interval * (index + 0.5) / len(workload.alert_rules)
         while tick < seconds:
             jobs += [_Job(tick, q.key, q, alert=True) for q in rule.queries]
             tick += rule.interval

@@ -17,6 +17,7 @@ import pytest
 from buildqueue import grafana
 from buildqueue.capacity import (
     DASHBOARD_DATASOURCE_UID,
+    AlertRule,
     LoadError,
     RunStats,
     Workload,
@@ -27,6 +28,7 @@ from buildqueue.capacity import (
     format_table,
     measure_fleet,
     read_workload,
+    run_workload,
 )
 from buildqueue.database import Database
 from buildqueue.dbt import DbtError, DbtOutcome, DbtProject
@@ -83,14 +85,18 @@ def test_each_refresh_sends_exactly_the_dashboards_queries(fleet: Any) -> None:
             assert text == template.render(now)
 
 
-def test_alert_rules_run_alongside(fleet: Any) -> None:
+def test_alert_rules_run_alongside(database: Database, fleet: Any) -> None:
     alerting = grafana.load_yaml(grafana.ALERTING_FILE)
     uids = {str(rule["uid"]) for _, rule in grafana.alert_rules(alerting)}
     assert {rule.uid for rule in fleet.workload.alert_rules} == uids
-    # rules are spread over their 60 s interval: the first one runs in a 1 s step
-    first = fleet.workload.alert_rules[0].queries[0].key
-    assert all(step.sent.get(first) == 1 for step in fleet.capacities[0].steps)
-    assert all(step.alert_latencies for step in fleet.capacities[0].steps)
+    # rules are spread over their 60 s interval (the first at 10 s): none in a 1 s step
+    for step in fleet.capacities[0].steps:
+        assert not [key for key in step.sent if key.startswith("alert ")]
+    # each rule runs its queries once per interval (shortened here to 2 s)
+    fast = [AlertRule(rule.uid, 2.0, rule.queries) for rule in fleet.workload.alert_rules]
+    stats = run_workload(database, VIEW_SCHEMA, Workload([], fast), 0, 1.0, 2.0, grace=1.0)
+    assert stats.sent == {query.key: 1 for rule in fast for query in rule.queries}
+    assert stats.errors == [] and len(stats.alert_latencies) == len(stats.sent)
 
 
 def test_report_structure(fleet: Any) -> None:
