@@ -1,19 +1,31 @@
 """The view is live: what a worker writes is visible in the next query, with no dbt run.
 
 Each write goes through its own connection and commits, like a worker; the view is read
-through another connection, like Grafana.
+through another connection, like Grafana. Each test writes to a fresh copy of the example
+of its own (fixture tables and view in one scratch schema), never to the shared one.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+
 import psycopg
 import pytest
 from psycopg.rows import dict_row
+from support.scratch import scratch_name
 
 from buildqueue.database import Database
-from buildqueue.example import SOURCE_SCHEMA
+from buildqueue.dbt import DbtProject
 
-pytestmark = pytest.mark.usefixtures("reload_fixtures")
+SOURCE_SCHEMA = scratch_name("liveness")
+
+
+@pytest.fixture
+def conn(database: Database, example_copy: Callable[[str], DbtProject]) -> Iterator:
+    """Grafana's connection to this test's own copy of the example (in SOURCE_SCHEMA)."""
+    copy = example_copy("liveness")
+    with database.connect(options=f"-c search_path={copy.schema}") as connection:
+        yield connection
 
 
 def _system(conn: psycopg.Connection, name: str) -> dict:

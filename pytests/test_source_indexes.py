@@ -14,13 +14,14 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
+from support.scratch import ScratchSchemas, scratch_name
 
 from buildqueue.cli import run_in_subprocess
 from buildqueue.database import Database
 from buildqueue.dbt import DbtProject
 from buildqueue.fleet import drop_secondary_indexes, secondary_indexes
 
-SCHEMA = "source_indexes_check"
+SCHEMA = scratch_name("source_indexes")
 INDEXES = [
     "idx_build_reservations_heartbeat_at",
     "idx_build_reservations_nixos_derivation_id",
@@ -34,18 +35,19 @@ AUTOCOMMIT_ENV = "BUILDQUEUE_AUTOCOMMIT"
 
 
 @pytest.fixture
-def bare_tables(database: Database) -> Iterator[tuple[DbtProject, psycopg.Connection]]:
+def bare_tables(
+    database: Database, scratch_schema: ScratchSchemas
+) -> Iterator[tuple[DbtProject, psycopg.Connection]]:
     """The Crystal Forge tables with their keys but none of the operation's objects."""
     project = DbtProject(database, target="ci")
+    schema = scratch_schema("source_indexes")
     with database.connect() as conn:
-        conn.execute(f"drop schema if exists {SCHEMA} cascade")
         project.invoke(
-            "run-operation", "create_crystal_forge_tables", "--args", f"{{schema: {SCHEMA}}}"
+            "run-operation", "create_crystal_forge_tables", "--args", f"{{schema: {schema}}}"
         )
-        drop_secondary_indexes(conn, SCHEMA)
-        conn.execute(f"drop statistics {SCHEMA}.{STATISTIC}")
+        drop_secondary_indexes(conn, schema)
+        conn.execute(f"drop statistics {schema}.{STATISTIC}")
         yield project, conn
-        conn.execute(f"drop schema {SCHEMA} cascade")
 
 
 def statistics_targets(conn: psycopg.Connection) -> dict[str, int | None]:
