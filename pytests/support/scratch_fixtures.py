@@ -73,9 +73,9 @@ def freshest_heartbeat_age(database: Database) -> timedelta:
     return row[0] if row and isinstance(row[0], timedelta) else timedelta.max
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def fresh_example(database: Database, project: DbtProject, build: DbtOutcome) -> DbtProject:
-    """The session's example (built), reloaded first when it was loaded too long ago.
+    """The session's example (built), reloaded at a module's start when loaded too long ago.
 
     Its reservation times are relative to load time, so it ages: 5 minutes after a load
     server-a's workers would turn stale. Nothing writes to it (writers get an
