@@ -14,15 +14,13 @@ from dataclasses import dataclass, replace
 
 import psycopg
 import pytest
-from support.scratch import EXAMPLE_SCHEMA as SOURCE_SCHEMA
-from support.scratch import ScratchSchemas, drop_roles, scratch_name
+from support.scratch import EXAMPLE_SCHEMA, ScratchSchemas, drop_roles, scratch_name
 
 from buildqueue.database import Database
 from buildqueue.dbt import DbtOutcome, DbtProject
-from buildqueue.example import EXPECTED_ROWS
+from buildqueue.example import EXPECTED_ROWS, copy_example
 from buildqueue.report import fetch_rows
 
-TABLES = ("commits", "derivations", "derivation_dependencies", "build_reservations")
 PAUSED = "view_build_queue_status is paused for a Crystal Forge upgrade"
 
 
@@ -45,7 +43,7 @@ class Deployment:
 
 @pytest.fixture
 def deployment(
-    database: Database, fresh_example: DbtProject, scratch_schema: ScratchSchemas
+    database: Database, project: DbtProject, build: DbtOutcome, scratch_schema: ScratchSchemas
 ) -> Iterator[Deployment]:
     """A copy of the example (every column Crystal Forge has), the view over it granted to
     a fresh reader role, and a view someone built on top of ours."""
@@ -53,17 +51,10 @@ def deployment(
         source=scratch_schema("upgrade_source"),
         schema=scratch_schema("upgrade_view"),
         reader=scratch_name("upgrade_reader"),
-        project=replace(fresh_example, schema=scratch_name("upgrade_view")),
+        project=replace(project, schema=scratch_name("upgrade_view")),
     )
     with database.connect() as conn:
-        conn.execute(f"create schema {found.source}")
-        for table in (*TABLES, "derivation_statuses"):
-            conn.execute(
-                f"create table {found.source}.{table} (like {SOURCE_SCHEMA}.{table} including all)"
-            )
-            conn.execute(
-                f"insert into {found.source}.{table} select * from {SOURCE_SCHEMA}.{table}"
-            )
+        copy_example(conn, found.source, source=EXAMPLE_SCHEMA)
         conn.execute(f"create role {found.reader} login")
     try:
         found.deploy()
