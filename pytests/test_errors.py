@@ -13,11 +13,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support.scratch import EXAMPLE_SCHEMA, ScratchSchemas, scratch_name
+from support.scratch import EXAMPLE_SCHEMA, ScratchSchemas, drop_schemas, scratch_name
 
 from buildqueue.cli import run_in_subprocess
 from buildqueue.database import Database, start_embedded
 from buildqueue.dbt import DbtError, DbtOutcome, DbtProject
+from buildqueue.example import SOURCE_SCHEMA as DEFAULT_SOURCE_SCHEMA
 
 PASSWORD_ROLE = "buildqueue_scram_user"  # on a throw-away server of its own (scram_server)
 PARTIAL_SCHEMA = scratch_name("partial")
@@ -209,9 +210,17 @@ def _tables_in(database: Database, schema: str) -> list[str]:
 
 
 def test_fixtures_refused_on_prod_through_the_cli(database: Database) -> None:
-    output = cli("build", "--fixtures", "--target", "prod", "--database", dsn(database))
-    assert_one_message(output, *REFUSED)
-    assert not _schema_exists(database, "monitoring")
+    """`build` takes no --vars: the seeds' schema is var source_schema's default, which dbt
+    creates (empty) before it refuses; dropped after, unless it was there before."""
+    existed = _schema_exists(database, DEFAULT_SOURCE_SCHEMA)
+    try:
+        output = cli("build", "--fixtures", "--target", "prod", "--database", dsn(database))
+        assert_one_message(output, *REFUSED)
+        assert not _schema_exists(database, "monitoring")
+        assert existed or _tables_in(database, DEFAULT_SOURCE_SCHEMA) == []
+    finally:
+        if not existed:
+            drop_schemas(database, [DEFAULT_SOURCE_SCHEMA])
 
 
 @pytest.mark.parametrize("command", ["seed", "build", "run"])

@@ -45,7 +45,6 @@ EXPECTED_SCRATCH = {
     "schema ci",
     "schema grants",
     "schema liveness",
-    "schema prod_guard",
     "role reader",
 }
 PYTEST = [sys.executable, "-m", "pytest", "-c", "pyproject.toml", "--rootdir", "."]

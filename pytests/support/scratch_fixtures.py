@@ -19,9 +19,9 @@ from psycopg import sql
 
 from buildqueue.database import Database
 from buildqueue.dbt import DbtOutcome, DbtProject
+from buildqueue.example import copy_example
 from support.scratch import EXAMPLE_SCHEMA, ScratchSchemas
 
-LOAD_FIXTURES = {"load_fixtures": True}
 RELOAD_AFTER = timedelta(minutes=2, seconds=30)
 """Half the default stale_heartbeat_threshold (5 minutes): the example's freshest
 heartbeat (server-a's, 15 s old when loaded) then stays fresh for a module's tests."""
@@ -44,20 +44,22 @@ def module_scratch_schema(database: Database) -> Iterator[ScratchSchemas]:
 
 
 def load_example_copy(database: Database, schema: str, view: bool = True) -> DbtProject:
-    """The spec's example loaded into ``schema`` and (``view``) the view built next to it.
-
-    Returns the project (target ci, schema and var source_schema both ``schema``). Seed
-    and run share their vars, so dbt parses the project once for both.
+    """A copy of the session's example in ``schema``, as fresh as a new load (its
+    reservation times re-aged, `buildqueue.example.copy_example`), and (``view``) the view
+    built next to it. Returns the project (target ci; schema and source_schema ``schema``).
     """
+    with database.connect() as conn:
+        copy_example(conn, schema, source=EXAMPLE_SCHEMA)
     project = DbtProject(database, target="ci", schema=schema, vars={"source_schema": schema})
-    project.invoke("seed", vars=LOAD_FIXTURES)
     if view:
-        project.invoke("run", "--select", "view_build_queue_status", vars=LOAD_FIXTURES)
+        project.invoke("run", "--select", "view_build_queue_status")
     return project
 
 
 @pytest.fixture
-def example_copy(database: Database, scratch_schema: ScratchSchemas) -> Callable[..., DbtProject]:
+def example_copy(
+    database: Database, build: DbtOutcome, scratch_schema: ScratchSchemas
+) -> Callable[..., DbtProject]:
     """(purpose, view=True) -> a fresh copy of the example (`load_example_copy`) in a
     scratch schema of the test's own, dropped after the test."""
     return lambda purpose, view=True: load_example_copy(database, scratch_schema(purpose), view)
