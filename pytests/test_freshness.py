@@ -10,8 +10,8 @@ from buildqueue.dbt import DbtProject
 FRESHNESS_NODE = "source.buildqueue.crystal_forge.build_reservations"
 
 
-def test_freshness_passes_on_the_example(project: DbtProject, build: object) -> None:
-    outcome = project.invoke("source", "freshness")
+def test_freshness_passes_on_the_example(fresh_example: DbtProject) -> None:
+    outcome = fresh_example.invoke("source", "freshness")
     assert outcome.node_statuses[FRESHNESS_NODE] == "pass", outcome.describe()
 
 
