@@ -70,8 +70,11 @@ VIEW_SCHEMA = scratch_name("ci")
 
 
 def _schemas(database: Database) -> frozenset[str]:
+    """Every schema but PostgreSQL's temporary ones (pg_temp_N, pg_toast_temp_N): the
+    server makes those for a backend's first temporary table and keeps them for reuse."""
+    query = "select nspname from pg_namespace where nspname !~ '^pg_(toast_)?temp_[0-9]+$'"
     with database.connect() as conn:
-        return frozenset(name for (name,) in conn.execute("select nspname from pg_namespace"))
+        return frozenset(name for (name,) in conn.execute(query))
 
 
 def _roles(database: Database) -> frozenset[str]:
