@@ -86,15 +86,16 @@ EXAMPLE_TABLES = (
 """The Crystal Forge tables the example fills."""
 
 
-def copy_example(conn: psycopg.Connection, schema: str) -> None:
-    """Copy the loaded example into a new ``schema`` (same columns, keys and indexes), with
-    its reservation times shifted so their ages are again those of the example at load time
-    (the freshest heartbeat 15 seconds old), however long ago the example was loaded."""
+def copy_example(conn: psycopg.Connection, schema: str, source: str = SOURCE_SCHEMA) -> None:
+    """Copy the example loaded in ``source`` into a new ``schema`` (same columns, keys and
+    indexes), with its reservation times shifted so their ages are again those of the
+    example at load time (the freshest heartbeat 15 seconds old), however long ago the
+    example was loaded."""
     conn.execute(sql.SQL("create schema {}").format(sql.Identifier(schema)))
     for table in EXAMPLE_TABLES:
-        target, source = sql.Identifier(schema, table), sql.Identifier(SOURCE_SCHEMA, table)
-        conn.execute(sql.SQL("create table {} (like {} including all)").format(target, source))
-        conn.execute(sql.SQL("insert into {} select * from {}").format(target, source))
+        target, loaded = sql.Identifier(schema, table), sql.Identifier(source, table)
+        conn.execute(sql.SQL("create table {} (like {} including all)").format(target, loaded))
+        conn.execute(sql.SQL("insert into {} select * from {}").format(target, loaded))
     freshest = min(age for age in LATEST_HEARTBEAT_AGE_SECONDS.values() if age is not None)
     conn.execute(
         sql.SQL(

@@ -2,33 +2,48 @@
 
 The database backend is chosen by $BUILDQUEUE_DATABASE (embedded by default); see
 buildqueue.database. dbt runs in-process through buildqueue.dbt, once per session.
+Everything the session creates on the server is uniquely named and dropped, and the run
+fails if the server's schemas or roles differ at the end (pytests/support/scratch.py).
 """
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 
 import psycopg
 import pytest
+from support.scratch import (
+    EXAMPLE_SCHEMA,
+    VIEW_SCHEMA,
+    drop_schemas,
+    nothing_left_behind,
+    scratch_name,
+)
 
 from buildqueue.database import BackendUnavailable, Database, open_database, start_testcontainers
 from buildqueue.dbt import DbtOutcome, DbtProject
 from buildqueue.docs import DocsArtifacts, generate_docs
-from buildqueue.example import CI_VIEW_SCHEMA as VIEW_SCHEMA
-from buildqueue.example import SOURCE_SCHEMA, ExampleDatabase
+from buildqueue.example import ExampleDatabase
+
+pytest_plugins = ["support.scratch_fixtures"]
 
 
 @pytest.fixture(scope="session")
 def database() -> Iterator[Database]:
     db = open_database()
-    yield db
-    db.stop()
+    try:
+        with nothing_left_behind(db):
+            yield db
+    finally:
+        db.stop()
 
 
 @pytest.fixture(scope="session")
-def project(database: Database) -> DbtProject:
-    return DbtProject(database, target="ci", schema=VIEW_SCHEMA)
+def project(database: Database) -> Iterator[DbtProject]:
+    yield DbtProject(
+        database, target="ci", schema=VIEW_SCHEMA, vars={"source_schema": EXAMPLE_SCHEMA}
+    )
+    drop_schemas(database, [VIEW_SCHEMA, EXAMPLE_SCHEMA])
 
 
 @pytest.fixture(scope="session")
@@ -38,17 +53,10 @@ def build(project: DbtProject) -> DbtOutcome:
 
 
 @pytest.fixture
-def conn(database: Database, build: DbtOutcome) -> Iterator[psycopg.Connection]:
+def conn(database: Database, fresh_example: DbtProject) -> Iterator[psycopg.Connection]:
     """An autocommit connection to the built example (search_path: the view's schema)."""
     with database.connect(options=f"-c search_path={VIEW_SCHEMA}") as connection:
         yield connection
-
-
-@pytest.fixture
-def reload_fixtures(project: DbtProject, build: DbtOutcome) -> Iterator[None]:
-    """For tests that write to the source tables: the example is reloaded afterwards."""
-    yield
-    project.load_fixtures()
 
 
 @pytest.fixture(scope="session")
@@ -57,7 +65,7 @@ def docs(project: DbtProject, build: DbtOutcome) -> DocsArtifacts:
     return generate_docs(project)
 
 
-READER_ROLE = "buildqueue_test_reader"
+READER_ROLE = scratch_name("reader")
 
 
 @pytest.fixture(scope="session")
@@ -113,13 +121,12 @@ def example(request: pytest.FixtureRequest) -> Iterator[ExampleDatabase]:
         # Reload: the example's heartbeats are relative to load time and the session's
         # build may be minutes old by now (server-a's 15 s heartbeat would turn stale).
         project.load_fixtures()
-        yield ExampleDatabase(project.database, project, SOURCE_SCHEMA, outcome)
+        yield ExampleDatabase(project.database, project, EXAMPLE_SCHEMA, outcome)
         return
     db = request.getfixturevalue("container_database")
-    suffix = uuid.uuid4().hex[:8]
-    source_schema = f"crystal_forge_example_{suffix}"
+    source_schema = scratch_name("container_example")
     project = DbtProject(
-        db, target="ci", schema=f"buildqueue_ci_{suffix}", vars={"source_schema": source_schema}
+        db, target="ci", schema=scratch_name("container_ci"), vars={"source_schema": source_schema}
     )
     try:
         yield ExampleDatabase(db, project, source_schema, project.build(fixtures=True))

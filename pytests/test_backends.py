@@ -6,6 +6,7 @@ import os
 from typing import Any
 
 import pytest
+from support.scratch import ScratchSchemas
 
 from buildqueue import docker_engine
 from buildqueue.database import (
@@ -15,7 +16,7 @@ from buildqueue.database import (
     Database,
     open_database,
 )
-from buildqueue.dbt import DbtProject
+from buildqueue.dbt import DbtOutcome, DbtProject
 from buildqueue.example import EXPECTED_ROWS
 from buildqueue.report import fetch_rows
 
@@ -35,17 +36,18 @@ def test_env_backend_reaches_the_server_named_by_pg_variables(
     assert _same_server(db) == _same_server(database)
 
 
-def test_dsn_backend_builds_and_reads_the_view(database: Database) -> None:
+def test_dsn_backend_builds_and_reads_the_view(
+    database: Database, project: DbtProject, build: DbtOutcome, scratch_schema: ScratchSchemas
+) -> None:
     dsn = (
         f"postgresql://{database.user}@/{database.dbname}?host={database.host}&port={database.port}"
     )
     db = open_database(dsn)
     assert db.backend == "dsn"
-    project = DbtProject(db, target="ci", schema="buildqueue_dsn")
-    project.invoke("run", "--select", "view_build_queue_status")
+    over_dsn = DbtProject(db, target="ci", schema=scratch_schema("dsn"), vars=project.vars)
+    over_dsn.invoke("run", "--select", "view_build_queue_status")
     with db.connect() as conn:
-        rows = fetch_rows(conn, "buildqueue_dsn")
-        conn.execute("drop schema buildqueue_dsn cascade")
+        rows = fetch_rows(conn, over_dsn.view_schema())
     assert [row["system_name"] for row in rows] == [row["system_name"] for row in EXPECTED_ROWS]
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from support.scratch import ScratchSchemas, scratch_name
 
 from buildqueue.benchmark import CurveFleet, check_same_rows, queued_systems, time_curve_point
 from buildqueue.database import Database
@@ -27,20 +28,25 @@ from buildqueue.plans import (
 )
 from buildqueue.report import fetch_rows, view_query
 
-SOURCE_SCHEMA = "fleet_smoke"
-VIEW_SCHEMA = "fleet_smoke_view"
+SOURCE_SCHEMA = scratch_name("fleet_smoke")
+VIEW_SCHEMA = scratch_name("fleet_smoke_view")
 SHAPE = FleetShape(systems=40, packages=30, history=1, seed=7)
 
 
 @pytest.fixture(scope="module")
-def fleet_conn(database: Database) -> Iterator[psycopg.Connection]:
-    """The tiny fleet loaded into its own schema and the view built over it."""
-    project = DbtProject(database, target="ci", schema=VIEW_SCHEMA)
+def fleet_conn(
+    database: Database, module_scratch_schema: ScratchSchemas
+) -> Iterator[psycopg.Connection]:
+    """The tiny fleet loaded into a scratch schema and the view built over it."""
+    project = DbtProject(
+        database,
+        target="ci",
+        schema=module_scratch_schema("fleet_smoke_view"),
+        vars={"source_schema": module_scratch_schema("fleet_smoke")},
+    )
     with database.connect() as conn:
         load_fleet(project, conn, SOURCE_SCHEMA, SHAPE)
-        project.invoke(
-            "run", "--select", "view_build_queue_status", vars={"source_schema": SOURCE_SCHEMA}
-        )
+        project.invoke("run", "--select", "view_build_queue_status")
         yield conn
 
 

@@ -19,11 +19,12 @@ from typing import Any
 
 import psycopg
 import pytest
+from support.scratch import EXAMPLE_SCHEMA as SOURCE_SCHEMA
 
 from buildqueue import grafana, transformations
 from buildqueue.browser import BrowserUnavailable
 from buildqueue.dbt import DbtOutcome, DbtProject
-from buildqueue.example import EXPECTED_ROWS, LATEST_HEARTBEAT_AGE_SECONDS, SOURCE_SCHEMA
+from buildqueue.example import EXPECTED_ROWS, LATEST_HEARTBEAT_AGE_SECONDS
 from buildqueue.fleet import STATUS_CATALOGUE
 from buildqueue.grafana import TimeRange
 from buildqueue.paths import PROJECT_DIR

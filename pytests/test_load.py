@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from support.scratch import drop_schemas, scratch_name
 
 from buildqueue import grafana
 from buildqueue.capacity import (
@@ -35,8 +36,8 @@ from buildqueue.dbt import DbtError, DbtOutcome, DbtProject
 from buildqueue.fleet import FleetShape
 from buildqueue.load import percentile
 
-SOURCE_SCHEMA = "crystal_forge_load_test"
-VIEW_SCHEMA = "buildqueue_load_test"
+SOURCE_SCHEMA = scratch_name("load")
+VIEW_SCHEMA = scratch_name("load_view")
 SHAPE = FleetShape(systems=20, packages=10)
 
 
@@ -171,18 +172,22 @@ def test_search_doubles_then_bisects() -> None:
 
 
 def test_loader_refuses_production(database: Database, build: DbtOutcome) -> None:
-    prod = DbtProject(database, target="prod", schema="buildqueue_load_guard")
-    with pytest.raises(DbtError, match="Refusing to write Crystal Forge tables"):
-        measure_fleet(
-            prod,
-            FleetShape(2, 2),
-            (1.0,),
-            step_seconds=0.1,
-            limit=1.0,
-            max_viewers=1,
-            source_schema="cf_load_guard",
-            log=lambda line: None,
-        )
+    guarded = [scratch_name("load_guard"), scratch_name("cf_load_guard")]
+    prod = DbtProject(database, target="prod", schema=guarded[0])
+    try:
+        with pytest.raises(DbtError, match="Refusing to write Crystal Forge tables"):
+            measure_fleet(
+                prod,
+                FleetShape(2, 2),
+                (1.0,),
+                step_seconds=0.1,
+                limit=1.0,
+                max_viewers=1,
+                source_schema=guarded[1],
+                log=lambda line: None,
+            )
+    finally:
+        drop_schemas(database, guarded)
 
 
 def test_percentile() -> None:

@@ -1,0 +1,1 @@
+"""What only tests use: helpers and fixtures of the pytest suite, never imported by the CLI."""
