@@ -167,8 +167,10 @@ def rehearse(
     ``blocks`` replaces the README's bash blocks (to try a change before writing it there).
 
     Raises `RoleAlreadyExists` before touching anything when the server already has the
-    README's reader role (a user's server: their role is not ours to drop).
+    README's reader role (a user's server: their role is not ours to drop). On the
+    embedded server, what an interrupted run left behind is dropped first.
     """
+    _clear_embedded_leftovers(server)
     with server.connect() as conn:
         if _role_exists(conn):
             raise RoleAlreadyExists(
@@ -210,27 +212,57 @@ def _run_all(scripts: list[str], env: dict[str, str], runs: list[BlockRun]) -> N
 
 
 def _clean_up(server: Database, database: Database, redirected: dict[str, str | None]) -> None:
-    """Drop the scratch database and the reader role; put redirected files back."""
+    """Drop the scratch database and the reader role; put redirected files back.
+
+    Each step runs even when an earlier one failed: the role is cluster-wide and must not
+    outlive the test, and the project folder must not keep a file the blocks wrote.
+    """
     try:
-        with server.connect() as conn:
-            if _role_exists(conn):
-                try:
-                    with database.connect() as scratch:
-                        scratch.execute(
-                            sql.SQL("drop owned by {}").format(sql.Identifier(READER_ROLE))
-                        )
-                except psycopg.Error:
-                    pass  # the database is dropped next, and what the role owned with it
+        try:
+            _drop_owned_by_reader(database)
+        finally:
             crystal_forge.drop_database(server, database)
-            if _role_exists(conn):
-                conn.execute(sql.SQL("drop role {}").format(sql.Identifier(READER_ROLE)))
     finally:
-        for name, content in redirected.items():
-            path = PROJECT_DIR / name
-            if content is None:
-                path.unlink(missing_ok=True)
-            else:
-                path.write_text(content)
+        try:
+            with server.connect() as conn:
+                if _role_exists(conn):
+                    conn.execute(sql.SQL("drop role {}").format(sql.Identifier(READER_ROLE)))
+        finally:
+            for name, content in redirected.items():
+                path = PROJECT_DIR / name
+                if content is None:
+                    path.unlink(missing_ok=True)
+                else:
+                    path.write_text(content)
+
+
+def _drop_owned_by_reader(database: Database) -> None:
+    """`drop owned by` the reader role in ``database``, which revokes its grants there."""
+    with database.connect() as conn:
+        if _role_exists(conn):
+            conn.execute(sql.SQL("drop owned by {}").format(sql.Identifier(READER_ROLE)))
+
+
+def _clear_embedded_leftovers(server: Database) -> None:
+    """On the project's own embedded server, drop what an interrupted rehearsal left.
+
+    A user's server is never cleared this way: there the role may be theirs.
+    """
+    if server.backend != "embedded":
+        return
+    with server.connect() as conn:
+        leftovers = [
+            row[0]
+            for row in conn.execute(
+                "select datname from pg_database where datname like %s",
+                [f"{DATABASE_PREFIX}\\_%"],
+            )
+        ]
+        for name in leftovers:
+            conn.execute(sql.SQL("drop database {} with (force)").format(sql.Identifier(name)))
+        if _role_exists(conn):
+            conn.execute(sql.SQL("drop owned by {}").format(sql.Identifier(READER_ROLE)))
+            conn.execute(sql.SQL("drop role {}").format(sql.Identifier(READER_ROLE)))
 
 
 def _role_exists(conn: psycopg.Connection) -> bool:
