@@ -34,7 +34,7 @@ from support.rehearsal import (
     VIEW,
     VIEW_SCHEMA,
     Rehearsal,
-    RoleAlreadyExists,
+    RehearsalUnavailable,
     code_blocks,
     deploy_section,
     index_signatures,
@@ -67,7 +67,7 @@ def rehearsal(
     try:
         with rehearse(server, tmp_path_factory.mktemp("rehearsal")) as result:
             yield result
-    except RoleAlreadyExists as error:
+    except RehearsalUnavailable as error:
         pytest.skip(str(error))
 
 

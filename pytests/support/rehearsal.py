@@ -48,8 +48,8 @@ _REDIRECT = re.compile(r">\s*([^\s|&;>]+)")
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
-class RoleAlreadyExists(Exception):
-    """The server already has the README's reader role; the rehearsal must not touch it."""
+class RehearsalUnavailable(Exception):
+    """The rehearsal cannot run on this server; the message says why."""
 
 
 @dataclass
@@ -166,16 +166,27 @@ def rehearse(
 
     ``blocks`` replaces the README's bash blocks (to try a change before writing it there).
 
-    Raises `RoleAlreadyExists` before touching anything when the server already has the
-    README's reader role (a user's server: their role is not ours to drop). On the
+    Raises `RehearsalUnavailable` before touching anything when the server already has
+    the README's reader role (a user's server: their role is not ours to drop) or the
+    user may not create databases and roles. On the
     embedded server, what an interrupted run left behind is dropped first.
     """
     _clear_embedded_leftovers(server)
     with server.connect() as conn:
         if _role_exists(conn):
-            raise RoleAlreadyExists(
+            raise RehearsalUnavailable(
                 f"role {READER_ROLE} already exists on {server.describe()}; the rehearsal "
                 "creates and drops it, so it does not run against a server that has it"
+            )
+        can_create = conn.execute(
+            "select rolsuper or (rolcreatedb and rolcreaterole) from pg_roles"
+            " where rolname = current_user"
+        ).fetchone()
+        if not (can_create and can_create[0]):
+            raise RehearsalUnavailable(
+                f"user {server.user} on {server.describe()} may not create databases and "
+                "roles, which the rehearsal needs (a scratch database, the README's reader "
+                "role). Fix: run the suite as a user with CREATEDB and CREATEROLE"
             )
     if blocks is None:
         blocks = code_blocks(deploy_section(README.read_text()), "bash")
