@@ -109,7 +109,8 @@ def test_readme_blocks_run_as_written(
 
 
 def test_the_view_has_the_example_rows(conn: psycopg.Connection) -> None:
-    with conn.cursor(row_factory=dict_row) as cur:
+    with conn.transaction(force_rollback=True), conn.cursor(row_factory=dict_row) as cur:
+        crystal_forge.refresh_reservations(conn)
         rows = cur.execute(f"select * from {QUALIFIED_VIEW}").fetchall()
     assert [{k: row[k] for k in EXPECTED_ROWS[0]} for row in rows] == EXPECTED_ROWS
 
