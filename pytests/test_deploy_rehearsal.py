@@ -16,6 +16,7 @@ suite provides the `container_database` fixture, on a PostgreSQL 15 container to
 from __future__ import annotations
 
 import shutil
+import subprocess
 from collections.abc import Iterator
 from itertools import combinations
 from pathlib import Path
@@ -38,11 +39,14 @@ from support.rehearsal import (
     code_blocks,
     deploy_section,
     index_signatures,
+    operator_environment,
     rehearse,
     source_indexes,
 )
 
 QUALIFIED_VIEW = f"{VIEW_SCHEMA}.{VIEW}"
+VIEW_SQL_COMMAND = "view-sql"
+"""The CLI command that prints the view's statement for SQL migrations."""
 STATUS_LINE_MARK = "Crystal Forge statuses"
 """How the README's status mapping example (a `text` block) starts."""
 
@@ -202,6 +206,38 @@ def test_build_prints_the_status_mapping(deployed: Rehearsal) -> None:
     assert any(line.endswith(examples[0]) for line in printed), (
         f"expected {examples[0]!r}; the build printed {printed!r}"
     )
+
+
+def test_view_sql_applies_and_gives_the_same_view(deployed: Rehearsal, tmp_path: Path) -> None:
+    """The statement the README's view-sql block prints, applied with psql as a migration.
+
+    It must recreate the very view dbt built (same definition) with the example's rows.
+    Last of this module's checks: it replaces the view (by the same definition, if right).
+    """
+    printed = [run for run in deployed.first_deploy if VIEW_SQL_COMMAND in run.script]
+    assert printed, f"no README deploy block runs {VIEW_SQL_COMMAND}"
+    env = operator_environment(deployed.database, tmp_path)
+    for run in printed:
+        assert "create or replace view" in run.stdout.lower(), run.describe()
+        applied = subprocess.run(
+            ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", "-"],
+            input=run.stdout,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert applied.returncode == 0, f"psql: {applied.stdout}{applied.stderr}\n{run.stdout}"
+    with deployed.database.connect() as conn:
+        definition = conn.execute(
+            "select pg_get_viewdef(%s::regclass)", [QUALIFIED_VIEW]
+        ).fetchone()[0]
+        with conn.transaction(force_rollback=True), conn.cursor(row_factory=dict_row) as cur:
+            crystal_forge.refresh_reservations(conn)
+            rows = cur.execute(f"select * from {QUALIFIED_VIEW}").fetchall()
+    built = [row for row in deployed.catalog_after_second["views"] if row[1] == VIEW]
+    assert [definition] == [row[2] for row in built]
+    assert [{k: row[k] for k in EXPECTED_ROWS[0]} for row in rows] == EXPECTED_ROWS
 
 
 def _server_version(rehearsal: Rehearsal) -> str:

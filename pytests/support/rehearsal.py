@@ -58,8 +58,14 @@ class BlockRun:
 
     script: str
     returncode: int
-    output: str
+    stdout: str
+    stderr: str
     seconds: float
+
+    @property
+    def output(self) -> str:
+        """What it printed: stdout, then stderr (dbt logs to stdout, ./run to both)."""
+        return self.stdout + self.stderr
 
     def describe(self) -> str:
         """The commands, the exit code and the output's tail, for a failure message."""
@@ -80,6 +86,7 @@ class Rehearsal:
     catalog_after_first: dict[str, list[tuple]] = field(default_factory=dict)
     catalog_after_second: dict[str, list[tuple]] = field(default_factory=dict)
     redirected: dict[str, str | None] = field(default_factory=dict)
+    """Files the blocks write with `>`: their content before the rehearsal (None: absent)."""
     seconds: float = 0.0
 
     def failed_run(self) -> BlockRun | None:
@@ -145,17 +152,18 @@ def run_script(script: str, env: dict[str, str]) -> BlockRun:
             cwd=PROJECT_DIR,
             env=env,
             stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
+            capture_output=True,
             text=True,
             timeout=BLOCK_TIMEOUT_SECONDS,
             check=False,
         )
-        returncode, output = completed.returncode, _ANSI.sub("", completed.stdout)
+        returncode, stdout, stderr = completed.returncode, completed.stdout, completed.stderr
     except subprocess.TimeoutExpired as error:
         returncode = -1
-        output = f"{error.output or ''}\n(timed out after {BLOCK_TIMEOUT_SECONDS} s)"
-    return BlockRun(script, returncode, output, time.perf_counter() - started)
+        stdout = str(error.stdout or "")
+        stderr = f"{error.stderr or ''}\n(timed out after {BLOCK_TIMEOUT_SECONDS} s)"
+    elapsed = time.perf_counter() - started
+    return BlockRun(script, returncode, _ANSI.sub("", stdout), _ANSI.sub("", stderr), elapsed)
 
 
 @contextmanager
