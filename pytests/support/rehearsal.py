@@ -35,7 +35,7 @@ from support import crystal_forge
 README = PROJECT_DIR / "README.md"
 DEPLOY_SECTION = "Deploying to a live Crystal Forge database"
 READER_ROLE = "grafana_reader"
-"""The role the README's grant block creates (cluster-wide: dropped at the end)."""
+"""The reader role the README's grant block creates; the checks use it."""
 VIEW_SCHEMA = "monitoring"
 """Where the prod target builds the view (profiles.yml.example, BUILDQUEUE_SCHEMA unset)."""
 VIEW = "view_build_queue_status"
@@ -45,6 +45,7 @@ _INHERITED_PREFIXES = ("PG", "DBT_", "BUILDQUEUE_")
 """Environment variables an operator's shell would not have: the harness's own."""
 _DBT_COMMAND = re.compile(r"^\s*(?:[A-Za-z_][A-Za-z0-9_]*=\S*\s+)*dbt\s")
 _REDIRECT = re.compile(r">\s*([^\s|&;>]+)")
+_CREATE_ROLE = re.compile(r"\bcreate\s+role\s+\"?([A-Za-z_][A-Za-z0-9_$]*)", re.IGNORECASE)
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
@@ -128,6 +129,13 @@ def dbt_commands(blocks: list[str]) -> list[str]:
     return commands
 
 
+def created_roles(blocks: list[str]) -> list[str]:
+    """The roles the blocks create, and the reader role: cluster-wide, dropped at the end."""
+    return sorted(
+        {READER_ROLE, *(name for block in blocks for name in _CREATE_ROLE.findall(block))}
+    )
+
+
 def redirect_targets(blocks: list[str]) -> list[str]:
     """Files the blocks write with `>` (relative to the project folder)."""
     return sorted({target for block in blocks for target in _REDIRECT.findall(block)})
@@ -174,17 +182,21 @@ def rehearse(
 
     ``blocks`` replaces the README's bash blocks (to try a change before writing it there).
 
-    Raises `RehearsalUnavailable` before touching anything when the server already has
-    the README's reader role (a user's server: their role is not ours to drop) or the
-    user may not create databases and roles. On the
-    embedded server, what an interrupted run left behind is dropped first.
+    Raises `RehearsalUnavailable` before touching anything when the server already has a
+    role the blocks create (a user's server: their role is not ours to drop) or the user
+    may not create databases and roles. On the embedded server, what an interrupted run
+    left behind is dropped first.
     """
-    _clear_embedded_leftovers(server)
+    if blocks is None:
+        blocks = code_blocks(deploy_section(README.read_text()), "bash")
+    roles = created_roles(blocks)
+    _clear_embedded_leftovers(server, roles)
     with server.connect() as conn:
-        if _role_exists(conn):
+        existing = [role for role in roles if _role_exists(conn, role)]
+        if existing:
             raise RehearsalUnavailable(
-                f"role {READER_ROLE} already exists on {server.describe()}; the rehearsal "
-                "creates and drops it, so it does not run against a server that has it"
+                f"role {', '.join(existing)} already exists on {server.describe()}; the "
+                "rehearsal creates and drops it, so it does not run against a server that has it"
             )
         can_create = conn.execute(
             "select rolsuper or (rolcreatedb and rolcreaterole) from pg_roles"
@@ -196,8 +208,6 @@ def rehearse(
                 "roles, which the rehearsal needs (a scratch database, the README's reader "
                 "role). Fix: run the suite as a user with CREATEDB and CREATEROLE"
             )
-    if blocks is None:
-        blocks = code_blocks(deploy_section(README.read_text()), "bash")
     redirected = {name: _read_or_none(PROJECT_DIR / name) for name in redirect_targets(blocks)}
     started = time.perf_counter()
     database = crystal_forge.create_scratch_database(server, DATABASE_PREFIX)
@@ -219,7 +229,7 @@ def rehearse(
         rehearsal.seconds = time.perf_counter() - started
         yield rehearsal
     finally:
-        _clean_up(server, database, redirected)
+        _clean_up(server, database, roles, redirected)
 
 
 def _run_all(scripts: list[str], env: dict[str, str], runs: list[BlockRun]) -> None:
@@ -230,22 +240,28 @@ def _run_all(scripts: list[str], env: dict[str, str], runs: list[BlockRun]) -> N
             return
 
 
-def _clean_up(server: Database, database: Database, redirected: dict[str, str | None]) -> None:
-    """Drop the scratch database and the reader role; put redirected files back.
+def _clean_up(
+    server: Database, database: Database, roles: list[str], redirected: dict[str, str | None]
+) -> None:
+    """Drop the scratch database and the roles; put redirected files back.
 
-    Each step runs even when an earlier one failed: the role is cluster-wide and must not
+    Each step runs even when an earlier one failed: roles are cluster-wide and must not
     outlive the test, and the project folder must not keep a file the blocks wrote.
     """
     try:
         try:
-            _drop_owned_by_reader(database)
+            with database.connect() as conn:
+                for role in roles:
+                    if _role_exists(conn, role):
+                        conn.execute(sql.SQL("drop owned by {}").format(sql.Identifier(role)))
         finally:
             crystal_forge.drop_database(server, database)
     finally:
         try:
             with server.connect() as conn:
-                if _role_exists(conn):
-                    conn.execute(sql.SQL("drop role {}").format(sql.Identifier(READER_ROLE)))
+                for role in roles:
+                    if _role_exists(conn, role):
+                        conn.execute(sql.SQL("drop role {}").format(sql.Identifier(role)))
         finally:
             for name, content in redirected.items():
                 path = PROJECT_DIR / name
@@ -255,17 +271,10 @@ def _clean_up(server: Database, database: Database, redirected: dict[str, str | 
                     path.write_text(content)
 
 
-def _drop_owned_by_reader(database: Database) -> None:
-    """`drop owned by` the reader role in ``database``, which revokes its grants there."""
-    with database.connect() as conn:
-        if _role_exists(conn):
-            conn.execute(sql.SQL("drop owned by {}").format(sql.Identifier(READER_ROLE)))
-
-
-def _clear_embedded_leftovers(server: Database) -> None:
+def _clear_embedded_leftovers(server: Database, roles: list[str]) -> None:
     """On the project's own embedded server, drop what an interrupted rehearsal left.
 
-    A user's server is never cleared this way: there the role may be theirs.
+    A user's server is never cleared this way: there the roles may be theirs.
     """
     if server.backend != "embedded":
         return
@@ -279,13 +288,14 @@ def _clear_embedded_leftovers(server: Database) -> None:
         ]
         for name in leftovers:
             conn.execute(sql.SQL("drop database {} with (force)").format(sql.Identifier(name)))
-        if _role_exists(conn):
-            conn.execute(sql.SQL("drop owned by {}").format(sql.Identifier(READER_ROLE)))
-            conn.execute(sql.SQL("drop role {}").format(sql.Identifier(READER_ROLE)))
+        for role in roles:
+            if _role_exists(conn, role):
+                conn.execute(sql.SQL("drop owned by {}").format(sql.Identifier(role)))
+                conn.execute(sql.SQL("drop role {}").format(sql.Identifier(role)))
 
 
-def _role_exists(conn: psycopg.Connection) -> bool:
-    return bool(conn.execute("select 1 from pg_roles where rolname = %s", [READER_ROLE]).fetchone())
+def _role_exists(conn: psycopg.Connection, role: str) -> bool:
+    return bool(conn.execute("select 1 from pg_roles where rolname = %s", [role]).fetchone())
 
 
 def _read_or_none(path: Path) -> str | None:
