@@ -76,3 +76,13 @@ def _role_exists(connection: psycopg.Connection) -> bool:
     return bool(
         connection.execute("select 1 from pg_roles where rolname = %s", [READER_ROLE]).fetchone()
     )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run tests marked `last` after all others, keeping the order within each group.
+
+    The deploy rehearsal takes minutes; the session's example has heartbeats relative to
+    when it was loaded (15 s ago for server-a), so checks of it that ran after the
+    rehearsal would see a stale worker.
+    """
+    items.sort(key=lambda item: item.get_closest_marker("last") is not None)
