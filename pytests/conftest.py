@@ -148,3 +148,13 @@ def reload_example(example: ExampleDatabase) -> Iterator[None]:
     """For tests that write to the example's source tables: it is reloaded afterwards."""
     yield
     example.project.load_fixtures()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run tests marked `last` after all others, keeping the order within each group.
+
+    The deploy rehearsal takes minutes; the session's example has heartbeats relative to
+    when it was loaded (15 s ago for server-a), so checks of it that ran after the
+    rehearsal would see a stale worker.
+    """
+    items.sort(key=lambda item: item.get_closest_marker("last") is not None)
