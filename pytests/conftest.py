@@ -12,6 +12,11 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
+
+from buildqueue.database import BackendUnavailable, Database, open_database, start_testcontainers
+from buildqueue.dbt import DbtOutcome, DbtProject
+from buildqueue.docs import DocsArtifacts, generate_docs
+from buildqueue.example import ExampleDatabase
 from support.scratch import (
     EXAMPLE_SCHEMA,
     VIEW_SCHEMA,
@@ -19,11 +24,6 @@ from support.scratch import (
     nothing_left_behind,
     scratch_name,
 )
-
-from buildqueue.database import BackendUnavailable, Database, open_database, start_testcontainers
-from buildqueue.dbt import DbtOutcome, DbtProject
-from buildqueue.docs import DocsArtifacts, generate_docs
-from buildqueue.example import ExampleDatabase
 
 pytest_plugins = ["support.scratch_fixtures"]
 

@@ -10,11 +10,11 @@ import psycopg
 import pytest
 import yaml
 from psycopg.rows import dict_row
-from support.scratch import VIEW_SCHEMA
 
 from buildqueue.analyses import ANALYSES_DIR, COMPILED_DIR, analysis_names, compile_analyses
 from buildqueue.dbt import DbtOutcome, DbtProject
 from buildqueue.example import EXPECTED_ROWS
+from support.scratch import VIEW_SCHEMA
 
 SPEC_QUERIES = {
     "systems_with_most_work_remaining",

@@ -6,7 +6,6 @@ import os
 from typing import Any
 
 import pytest
-from support.scratch import ScratchSchemas
 
 from buildqueue import docker_engine
 from buildqueue.database import (
@@ -19,6 +18,7 @@ from buildqueue.database import (
 from buildqueue.dbt import DbtOutcome, DbtProject
 from buildqueue.example import EXPECTED_ROWS
 from buildqueue.report import fetch_rows
+from support.scratch import ScratchSchemas
 
 
 def _same_server(db: Database) -> str:

@@ -14,11 +14,11 @@ from dataclasses import replace
 
 import psycopg
 import pytest
-from support.scratch import ScratchSchemas, scratch_name
 
 from buildqueue.database import Database
 from buildqueue.dbt import DbtOutcome, DbtProject
 from buildqueue.report import VIEW_COLUMNS
+from support.scratch import ScratchSchemas, scratch_name
 
 SCHEMA = scratch_name("dependents")
 VIEW = f"{SCHEMA}.view_build_queue_status"

@@ -11,11 +11,11 @@ import os
 from dataclasses import replace
 
 import pytest
-from support.scratch import ScratchSchemas, scratch_name
 
 from buildqueue.cli import run_in_subprocess
 from buildqueue.database import Database
 from buildqueue.dbt import DbtError, DbtOutcome, DbtProject
+from support.scratch import ScratchSchemas, scratch_name
 
 
 def test_a_missing_reader_role_stops_the_build_with_the_create_role_line(

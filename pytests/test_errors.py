@@ -13,12 +13,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support.scratch import EXAMPLE_SCHEMA, ScratchSchemas, drop_schemas, scratch_name
 
 from buildqueue.cli import run_in_subprocess
 from buildqueue.database import Database, start_embedded
 from buildqueue.dbt import DbtError, DbtOutcome, DbtProject
 from buildqueue.example import SOURCE_SCHEMA as DEFAULT_SOURCE_SCHEMA
+from support.scratch import EXAMPLE_SCHEMA, ScratchSchemas, drop_schemas, scratch_name
 
 PASSWORD_ROLE = "buildqueue_scram_user"  # on a throw-away server of its own (scram_server)
 PARTIAL_SCHEMA = scratch_name("partial")

@@ -14,7 +14,6 @@ from typing import Any
 
 import psycopg
 import pytest
-from support.scratch import ScratchSchemas, scratch_name
 
 from buildqueue.benchmark import CurveFleet, check_same_rows, queued_systems, time_curve_point
 from buildqueue.database import Database
@@ -27,6 +26,7 @@ from buildqueue.plans import (
     nodes,
 )
 from buildqueue.report import fetch_rows, view_query
+from support.scratch import ScratchSchemas, scratch_name
 
 SOURCE_SCHEMA = scratch_name("fleet_smoke")
 VIEW_SCHEMA = scratch_name("fleet_smoke_view")

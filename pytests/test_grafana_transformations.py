@@ -19,7 +19,6 @@ from typing import Any
 
 import psycopg
 import pytest
-from support.scratch import EXAMPLE_SCHEMA as SOURCE_SCHEMA
 
 from buildqueue import grafana, transformations
 from buildqueue.browser import BrowserUnavailable
@@ -35,6 +34,7 @@ from buildqueue.transformations import (
     TransformationsUnavailable,
     query_frame,
 )
+from support.scratch import EXAMPLE_SCHEMA as SOURCE_SCHEMA
 
 DASHBOARD_RANGE = TimeRange.last(timedelta(days=30))
 """The dashboard's default time range (now-30d .. now); panel 1's query uses no macro."""

@@ -12,12 +12,12 @@ from dataclasses import replace
 
 import psycopg
 import pytest
-from support.scratch import EXAMPLE_SCHEMA as SOURCE_SCHEMA
-from support.scratch import ScratchSchemas, scratch_name
 
 from buildqueue.database import Database
 from buildqueue.dbt import DbtOutcome, DbtProject
 from buildqueue.example import EXPECTED_ROWS
+from support.scratch import EXAMPLE_SCHEMA as SOURCE_SCHEMA
+from support.scratch import ScratchSchemas, scratch_name
 
 GRANTS_SCHEMA = scratch_name("grants")
 VIEW = f"{GRANTS_SCHEMA}.view_build_queue_status"

@@ -16,10 +16,10 @@ from typing import Any
 import psycopg
 import pytest
 from psycopg.rows import dict_row
-from support.scratch import EXAMPLE_SCHEMA, ScratchSchemas, scratch_name
 
 from buildqueue.database import Database
 from buildqueue.dbt import DbtOutcome, DbtProject
+from support.scratch import EXAMPLE_SCHEMA, ScratchSchemas, scratch_name
 
 SOURCE_SCHEMA = scratch_name("hostile")
 VIEW_SCHEMA = scratch_name("hostile_view")

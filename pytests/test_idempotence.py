@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 from psycopg.rows import dict_row
-from support.scratch import ScratchSchemas, scratch_name
 
 from buildqueue.database import Database
 from buildqueue.dbt import DbtProject
 from buildqueue.example import EXPECTED_ROWS
+from support.scratch import ScratchSchemas, scratch_name
 
 SCHEMA = scratch_name("idempotence")
 

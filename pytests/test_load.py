@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from support.scratch import drop_schemas, scratch_name
 
 from buildqueue import grafana
 from buildqueue.capacity import (
@@ -35,6 +34,7 @@ from buildqueue.database import Database
 from buildqueue.dbt import DbtError, DbtOutcome, DbtProject
 from buildqueue.fleet import FleetShape
 from buildqueue.load import percentile
+from support.scratch import drop_schemas, scratch_name
 
 SOURCE_SCHEMA = scratch_name("load")
 VIEW_SCHEMA = scratch_name("load_view")

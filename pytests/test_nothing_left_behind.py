@@ -19,6 +19,9 @@ from contextlib import contextmanager
 
 import pytest
 from psycopg import sql
+
+from buildqueue.database import Database
+from buildqueue.paths import PROJECT_DIR
 from support import scratch
 from support.scratch import (
     NAME_LIMIT,
@@ -28,9 +31,6 @@ from support.scratch import (
     nothing_left_behind,
     scratch_name,
 )
-
-from buildqueue.database import Database
-from buildqueue.paths import PROJECT_DIR
 
 INNER_TOKEN = secrets.token_hex(4)  # the inner run's scratch names: bqt_<this>_<purpose>
 INNER_PREFIX = f"bqt_{INNER_TOKEN}_"

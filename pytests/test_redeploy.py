@@ -22,12 +22,12 @@ from contextlib import contextmanager
 
 import psycopg
 import pytest
-from support.scratch import scratch_name
 
 from buildqueue.database import Database
 from buildqueue.dbt import DbtOutcome, DbtProject
 from buildqueue.example import EXPECTED_ROWS
 from buildqueue.load import Pollers
+from support.scratch import scratch_name
 
 REBUILDS = 20
 POLL_INTERVAL_SECONDS = 0.02

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import psycopg
+
 from support.scratch import EXAMPLE_SCHEMA, VIEW_SCHEMA
 
 

@@ -22,11 +22,11 @@ from dataclasses import dataclass
 import psycopg
 import pytest
 from psycopg import sql
-from support.scratch import ScratchSchemas, scratch_name
 
 from buildqueue.database import Database
 from buildqueue.dbt import DbtProject
 from buildqueue.fleet import drop_secondary_indexes
+from support.scratch import ScratchSchemas, scratch_name
 
 SCHEMA = scratch_name("source_indexes")
 """This module's scratch schema: created for each test and dropped at its teardown."""

@@ -11,13 +11,13 @@ from __future__ import annotations
 import json
 
 import pytest
-from support.scratch import EXAMPLE_SCHEMA, ScratchSchemas
 
 from buildqueue.database import Database
 from buildqueue.dbt import DbtError, DbtOutcome, DbtProject
 from buildqueue.example import EXPECTED_ROWS, copy_example
 from buildqueue.paths import PROJECT_DIR
 from buildqueue.report import fetch_rows
+from support.scratch import EXAMPLE_SCHEMA, ScratchSchemas
 
 # Crystal Forge's own derivation_statuses (issue 9).
 CRYSTAL_FORGE_STATUSES = {

@@ -14,12 +14,12 @@ from dataclasses import dataclass, replace
 
 import psycopg
 import pytest
-from support.scratch import EXAMPLE_SCHEMA, ScratchSchemas, drop_roles, scratch_name
 
 from buildqueue.database import Database
 from buildqueue.dbt import DbtOutcome, DbtProject
 from buildqueue.example import EXPECTED_ROWS, copy_example
 from buildqueue.report import fetch_rows
+from support.scratch import EXAMPLE_SCHEMA, ScratchSchemas, drop_roles, scratch_name
 
 PAUSED = "view_build_queue_status is paused for a Crystal Forge upgrade"
 

@@ -11,14 +11,14 @@ import os
 from dataclasses import replace
 
 import pytest
-from support.scratch import EXAMPLE_SCHEMA, ScratchSchemas
-from support.scratch import VIEW_SCHEMA as CI_VIEW_SCHEMA
 
 from buildqueue.cli import run_in_subprocess
 from buildqueue.database import Database
 from buildqueue.dbt import DbtOutcome, DbtProject
 from buildqueue.report import fetch_rows
 from buildqueue.view_sql import view_sql
+from support.scratch import EXAMPLE_SCHEMA, ScratchSchemas
+from support.scratch import VIEW_SCHEMA as CI_VIEW_SCHEMA
 
 VIEW = "view_build_queue_status"
 

@@ -11,11 +11,11 @@ import threading
 import time
 
 import pytest
-from support.scratch import VIEW_SCHEMA
 
 from buildqueue.database import Database
 from buildqueue.dbt import DbtProject
 from buildqueue.paths import PROJECT_DIR
+from support.scratch import VIEW_SCHEMA
 
 HEADER = "view_build_queue_status at "
 TOTALS = "3 systems in queue, 5 active workers, 8 packages left to build, 1 with stale workers"
