@@ -4,6 +4,7 @@
     buildqueue build [--fixtures]  dbt build (models, data tests, unit tests)
     buildqueue dbt ARGS...         any dbt command against the chosen database
     buildqueue test [PYTEST ARGS]  the whole test suite (dbt build runs inside it)
+    buildqueue sample [--every N]  add a queue sample (build_queue_samples); every N s until Ctrl-C
     buildqueue load                20 dashboard clients for 30 s on a 1000 x 200 fleet
     buildqueue bench [SIZES...]    time the view on synthetic fleets (docs/performance.md)
 
@@ -20,10 +21,13 @@ import sys
 import time
 from collections.abc import Sequence
 
+import yaml
+
 from buildqueue.database import Database, DatabaseError, open_database
 from buildqueue.dbt import DbtError, DbtProject
 from buildqueue.paths import PROJECT_DIR
 from buildqueue.report import fetch_rows, print_rows
+from buildqueue.sampler import SAMPLE_MODEL, SampleError, sample_every, take_sample
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -39,6 +43,9 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--fixtures", action="store_true", help="load the example fixtures")
     show = sub.add_parser("show", parents=[common], help="print the view (no build)")
     show.add_argument("--watch", type=float, metavar="N", help="refresh every N seconds")
+    sample = sub.add_parser("sample", parents=[common], help="add a queue history sample")
+    sample.add_argument("--every", type=float, metavar="N", help="sample every N seconds")
+    sample.add_argument("--vars", help="dbt vars as YAML, e.g. '{source_schema: public}'")
     dbt = sub.add_parser("dbt", parents=[common], help="run any dbt command")
     dbt.add_argument("args", nargs=argparse.REMAINDER)
     load = sub.add_parser("load", parents=[common], help="concurrent dashboard load report")
@@ -75,6 +82,29 @@ def show_view(db: Database, schema: str, watch: float | None) -> None:
                 time.sleep(watch)
         except KeyboardInterrupt:
             print("\nstopped.")
+
+
+def sample_queue(project: DbtProject, every: float | None, vars_text: str | None) -> int:
+    """`buildqueue sample`: one sample, or one every `every` seconds until Ctrl-C."""
+    vars = yaml.safe_load(vars_text) if vars_text else None
+    if vars is not None and not isinstance(vars, dict):
+        raise SampleError(
+            f"--vars must be a YAML mapping such as '{{source_schema: public}}', not {vars_text!r}"
+        )
+    if every is None:
+        print(take_sample(project, vars).describe())
+        return 0
+    if every <= 0:
+        raise SampleError("--every needs a positive number of seconds, e.g. --every 60")
+    print(
+        f"sampling {project.view_schema()}.{SAMPLE_MODEL} every {every:g}s (Ctrl-C to stop)",
+        file=sys.stderr,
+    )
+    try:
+        sample_every(project, every, vars)
+    except KeyboardInterrupt:
+        print("\nstopped.")
+    return 0
 
 
 def run_in_subprocess(
@@ -119,6 +149,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             show_view(db, project.view_schema(), args.watch)
         elif args.command == "build":
             print(project.build(fixtures=args.fixtures).describe())
+        elif args.command == "sample":
+            return sample_queue(project, args.every, args.vars)
         elif args.command == "show":
             show_view(db, project.view_schema(), args.watch)
         elif args.command == "load":
@@ -141,7 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             outcome = project.invoke(*args.args, check=False)
             return 0 if outcome.success else 1
         return 0
-    except (DatabaseError, DbtError) as error:
+    except (DatabaseError, DbtError, SampleError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
