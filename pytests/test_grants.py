@@ -1,8 +1,9 @@
-"""Least privilege: a read-only role reads the view and nothing else.
+"""Least privilege: a read-only role reads the view and the queue history, nothing else.
 
 The view is built into its own schema with var view_reader_roles naming a fresh login
-role. That role can select the view (the view's owner reads the sources for it), but it
-cannot read or write the source tables, nor alter, replace or drop the view.
+role. That role can select the view (the view's owner reads the sources for it) and the
+samples table, but it cannot read or write the source tables, nor alter, replace or drop
+the view, nor write the samples.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from buildqueue.example import EXPECTED_ROWS
 GRANTS_SCHEMA = "buildqueue_grants"
 SOURCE_SCHEMA = "crystal_forge_example"
 VIEW = f"{GRANTS_SCHEMA}.view_build_queue_status"
+SAMPLES = f"{GRANTS_SCHEMA}.build_queue_samples"
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +42,11 @@ def test_reader_can_select_the_view(as_reader: psycopg.Connection) -> None:
     assert names == [row["system_name"] for row in EXPECTED_ROWS]
 
 
+def test_reader_can_select_the_queue_history(as_reader: psycopg.Connection) -> None:
+    (queued,) = as_reader.execute(f"select max(systems_queued) from {SAMPLES}").fetchone()
+    assert queued == len(EXPECTED_ROWS)
+
+
 @pytest.mark.parametrize(
     "statement",
     [
@@ -53,6 +60,9 @@ def test_reader_can_select_the_view(as_reader: psycopg.Connection) -> None:
         f"create or replace view {VIEW} as select 1 as nixos_id",
         f"drop view {VIEW}",
         f"create table {GRANTS_SCHEMA}.intruder (id integer)",
+        f"delete from {SAMPLES}",
+        f"insert into {SAMPLES} (sampled_at) values (now())",
+        f"truncate {SAMPLES}",
     ],
     ids=lambda statement: " ".join(statement.split()[:2]) + " " + statement.split()[-1][:30],
 )
@@ -61,16 +71,16 @@ def test_reader_cannot_touch_anything_else(as_reader: psycopg.Connection, statem
         as_reader.execute(statement)
 
 
-def test_reader_holds_only_select_on_the_view(
+def test_reader_holds_only_select_on_the_view_and_the_history(
     database: Database, granted: DbtProject, reader_role: str
 ) -> None:
     with database.connect() as admin:
         privileges = admin.execute(
-            "select privilege_type from information_schema.role_table_grants"
+            "select table_name, privilege_type from information_schema.role_table_grants"
             " where grantee = %s and table_schema = %s order by 1",
             [reader_role, GRANTS_SCHEMA],
         ).fetchall()
-    assert privileges == [("SELECT",)]
+    assert privileges == [("build_queue_samples", "SELECT"), ("view_build_queue_status", "SELECT")]
 
 
 def test_reader_cannot_read_sources_even_with_schema_usage(
