@@ -100,6 +100,14 @@ def test_reader_cannot_read_sources_even_with_schema_usage(
             admin.execute(f"revoke usage on schema {SOURCE_SCHEMA} from {reader_role}")
 
 
+def test_a_sample_run_without_the_roles_var_keeps_the_grant(
+    granted: DbtProject, as_reader: psycopg.Connection
+) -> None:
+    """A cron job that passes only source_schema must not revoke Grafana's SELECT."""
+    granted.invoke("run", "--select", "build_queue_samples")
+    assert as_reader.execute(f"select count(*) > 0 from {SAMPLES}").fetchone() == (True,)
+
+
 def test_grants_survive_a_rebuild(granted: DbtProject, as_reader: psycopg.Connection) -> None:
     granted.invoke("run", vars={"view_reader_roles": [as_reader.info.user]})
     assert as_reader.execute(f"select count(*) from {VIEW}").fetchone() == (3,)

@@ -6,6 +6,9 @@
     (incremental_strategy insert_or_skip: `on conflict do nothing`). Each run also deletes
     the samples older than var queue_sample_retention (post-hook prune_queue_samples).
     full_refresh false: `dbt build --full-refresh` must never drop the history.
+    Grants only when view_reader_roles names roles: dbt revokes whatever a non-empty grants
+    config leaves out, and a scheduled sample run that omits the var must not take
+    Grafana's SELECT away (the deploy, with the var, grants it).
     The table lives next to the view, in the view's schema; nothing is written to the
     source schema and no trigger is involved.
 #}
@@ -16,7 +19,7 @@
         unique_key='sampled_at',
         full_refresh=false,
         on_schema_change='append_new_columns',
-        grants={'select': setting('view_reader_roles')},
+        grants={'select': setting('view_reader_roles')} if setting('view_reader_roles') else {},
         post_hook="{{ prune_queue_samples(this) }}",
     )
 }}
