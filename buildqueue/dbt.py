@@ -68,6 +68,8 @@ class DbtProject:
     schema: str | None = None
     quiet: bool = True
     project_dir: Path = PROJECT_DIR
+    vars: dict[str, Any] = field(default_factory=dict)
+    """Vars for every command (e.g. a test's own source_schema); a command's own win."""
 
     @property
     def profiles_dir(self) -> Path:
@@ -128,6 +130,7 @@ class DbtProject:
         for option, value in defaults.items():
             if not _has_option(command, option):
                 command += [option, value]
+        vars = {**self.vars, **(vars or {})}
         if vars:
             command += ["--vars", json.dumps(vars)]
         if self.quiet:

@@ -13,10 +13,11 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from buildqueue.database import Database, open_database
+from buildqueue.database import BackendUnavailable, Database, open_database, start_testcontainers
 from buildqueue.dbt import DbtOutcome, DbtProject
 from buildqueue.docs import DocsArtifacts, generate_docs
 from buildqueue.example import CI_VIEW_SCHEMA as VIEW_SCHEMA
+from buildqueue.example import SOURCE_SCHEMA, ExampleDatabase
 from buildqueue.sampler import SAMPLE_MODEL
 
 
@@ -105,3 +106,66 @@ def _role_exists(connection: psycopg.Connection) -> bool:
     return bool(
         connection.execute("select 1 from pg_roles where rolname = %s", [READER_ROLE]).fetchone()
     )
+
+
+# --- PostgreSQL 15 in a container (testcontainers), next to the default database ---------
+
+
+@pytest.fixture(scope="session")
+def container_database() -> Iterator[Database]:
+    """A `Database` in a throw-away PostgreSQL 15 container, reached on 127.0.0.1.
+
+    Skips with the reason where Docker cannot be used (not root, no engine, no image);
+    `./run test` installs and starts Docker as root on Debian, so there it runs. The
+    container is removed at the end of the session. `.connect()` and `.env()` work from
+    this host like any other `Database`.
+    """
+    try:
+        db = start_testcontainers()
+    except BackendUnavailable as error:
+        pytest.skip(f"no PostgreSQL container here: {error}")
+    yield db
+    db.stop()
+
+
+@pytest.fixture(scope="session", params=["default", "container"])
+def example(request: pytest.FixtureRequest) -> Iterator[ExampleDatabase]:
+    """The built example on the default database and on the PostgreSQL 15 container.
+
+    Tests using it run once per database. On the container the example goes to its own
+    uniquely named schemas (view and source), dropped at the end of the session.
+    """
+    if request.param == "default":
+        project = request.getfixturevalue("project")
+        outcome = request.getfixturevalue("build")
+        # Reload: the example's heartbeats are relative to load time and the session's
+        # build may be minutes old by now (server-a's 15 s heartbeat would turn stale).
+        project.load_fixtures()
+        yield ExampleDatabase(project.database, project, SOURCE_SCHEMA, outcome)
+        return
+    db = request.getfixturevalue("container_database")
+    suffix = uuid.uuid4().hex[:8]
+    source_schema = f"crystal_forge_example_{suffix}"
+    project = DbtProject(
+        db, target="ci", schema=f"buildqueue_ci_{suffix}", vars={"source_schema": source_schema}
+    )
+    try:
+        yield ExampleDatabase(db, project, source_schema, project.build(fixtures=True))
+    finally:
+        with db.connect() as connection:
+            for schema in (project.view_schema(), source_schema):
+                connection.execute(f"drop schema if exists {schema} cascade")
+
+
+@pytest.fixture
+def example_conn(example: ExampleDatabase) -> Iterator[psycopg.Connection]:
+    """A connection reading the example's view, on each database in turn."""
+    with example.connect_view() as connection:
+        yield connection
+
+
+@pytest.fixture
+def reload_example(example: ExampleDatabase) -> Iterator[None]:
+    """For tests that write to the example's source tables: it is reloaded afterwards."""
+    yield
+    example.project.load_fixtures()
