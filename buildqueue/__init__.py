@@ -6,9 +6,11 @@ Modules:
     dbt        -- run dbt in-process against such a database
     report     -- read view_build_queue_status and render it as a terminal table
     view_sql   -- the view's create-or-replace statement, for SQL-migration deployments
-    cli        -- the `buildqueue` command (`./run`): demo, build, show, view-sql, dbt,
-                  test, load, bench
+    sampler    -- take queue history samples (the build_queue_samples model), once or every N s
+    cli        -- the `buildqueue` command (`./run`): demo, build, show, view-sql, sample,
+                  dbt, test, load, bench
     example    -- the spec's example rows the tests compare against
-    fleet, benchmark, load, plans -- synthetic fleets, the benchmark and the load test
+    fleet, benchmark, load, plans, sample_cost -- synthetic fleets, the benchmark, the
+                  load test and the cost of one queue sample
     grafana, docs, browser, analyses -- checks of the Grafana files, dbt docs and analyses
 """

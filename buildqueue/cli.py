@@ -6,6 +6,7 @@
     buildqueue show [--watch N]    print the view as it is (no build)
     buildqueue view-sql [--vars Y] print the view's create-or-replace statement (migrations)
     buildqueue test [PYTEST ARGS]  the whole test suite (dbt build runs inside it)
+    buildqueue sample [--every N]  add a queue sample (build_queue_samples); every N s until Ctrl-C
     buildqueue load [SIZES...]     how many Grafana viewers a fleet's view carries
     buildqueue bench [SIZES...]    time the view on synthetic fleets (docs/performance.md)
 
@@ -30,6 +31,7 @@ from buildqueue.database import Database, DatabaseError, open_database
 from buildqueue.dbt import DbtError, DbtProject
 from buildqueue.paths import PROJECT_DIR
 from buildqueue.report import fetch_rows, print_rows
+from buildqueue.sampler import SAMPLE_MODEL, SampleError, sample_every, take_sample
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -49,6 +51,9 @@ def _parser() -> argparse.ArgumentParser:
         "view-sql", parents=[common], help="print the view's create statement for a migration"
     )
     view_sql.add_argument("--vars", help="dbt vars as YAML, e.g. '{source_schema: public}'")
+    sample = sub.add_parser("sample", parents=[common], help="add a queue history sample")
+    sample.add_argument("--every", type=float, metavar="N", help="sample every N seconds")
+    sample.add_argument("--vars", help="dbt vars as YAML, e.g. '{source_schema: public}'")
     dbt = sub.add_parser("dbt", parents=[common], help="run any dbt command")
     dbt.add_argument("args", nargs=argparse.REMAINDER)
     load = sub.add_parser("load", parents=[common], help="Grafana viewer capacity table")
@@ -114,6 +119,25 @@ def _parse_vars(text: str | None) -> dict[str, Any] | None:
     return value
 
 
+def sample_queue(project: DbtProject, every: float | None, vars_text: str | None) -> int:
+    """`buildqueue sample`: one sample, or one every `every` seconds until Ctrl-C."""
+    vars = _parse_vars(vars_text)
+    if every is None:
+        print(take_sample(project, vars).describe())
+        return 0
+    if every <= 0:
+        raise SampleError("--every needs a positive number of seconds, e.g. --every 60")
+    print(
+        f"sampling {project.view_schema()}.{SAMPLE_MODEL} every {every:g}s (Ctrl-C to stop)",
+        file=sys.stderr,
+    )
+    try:
+        sample_every(project, every, vars)
+    except KeyboardInterrupt:
+        print("\nstopped.")
+    return 0
+
+
 def run_in_subprocess(
     *args: str, env: dict[str, str] | None = None, timeout: float = 300
 ) -> subprocess.CompletedProcess[str]:
@@ -172,6 +196,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             show_view(db, project.view_schema(), args.watch)
         elif args.command == "build":
             print(project.build(fixtures=args.fixtures).describe())
+        elif args.command == "sample":
+            return sample_queue(project, args.every, args.vars)
         elif args.command == "show":
             show_view(db, project.view_schema(), args.watch)
         elif args.command == "load":
@@ -190,7 +216,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             outcome = project.invoke(*args.args, check=False)
             return 0 if outcome.success else 1
         return 0
-    except (DatabaseError, DbtError) as error:
+    except (DatabaseError, DbtError, SampleError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -48,9 +48,7 @@ DASHBOARD_DATASOURCE_UID = "-- Dashboard --"
 VIEW_NAME = "view_build_queue_status"
 _READS_VIEW = re.compile(rf"\b{VIEW_NAME}\b", re.IGNORECASE)
 
-VIEW_QUERY_EXCEPTIONS: dict[int, str] = {
-    3: "Queue depth over time: it moves to the queue-history table (issue 11, point 2)",
-}
+VIEW_QUERY_EXCEPTIONS: dict[int, str] = {}
 """Panels allowed to query the view besides the source panel, with the reason.
 
 An entry whose panel no longer reads the view is reported, so the exception goes away

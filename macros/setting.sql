@@ -34,6 +34,9 @@
         'load_fixtures': 'boolean',
         'production_targets': 'identifier list',
         'view_reader_roles': 'identifier list',
+        'queue_sample_interval': 'interval',
+        'queue_sample_retention': 'interval',
+        'queue_growth_window': 'interval',
     } %}
     {% if name not in forms %}
         {{ exceptions.raise_compiler_error("setting(): unknown setting '" ~ name ~ "'. Known settings: " ~ (forms.keys() | list | join(', '))) }}

@@ -9,17 +9,21 @@ fails if the server's schemas or roles differ at the end (pytests/support/scratc
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from buildqueue.database import BackendUnavailable, Database, open_database, start_testcontainers
 from buildqueue.dbt import DbtOutcome, DbtProject
 from buildqueue.docs import DocsArtifacts, generate_docs
 from buildqueue.example import ExampleDatabase
+from buildqueue.sampler import SAMPLE_MODEL
 from support.scratch import (
     EXAMPLE_SCHEMA,
     VIEW_SCHEMA,
+    ScratchSchemas,
     drop_schemas,
     nothing_left_behind,
     scratch_name,
@@ -47,8 +51,17 @@ def project(database: Database) -> Iterator[DbtProject]:
 
 
 @pytest.fixture(scope="session")
-def build(project: DbtProject) -> DbtOutcome:
-    """dbt build (models, data tests, unit tests) over freshly loaded fixtures."""
+def build(database: Database, project: DbtProject) -> DbtOutcome:
+    """dbt build (models, data tests, unit tests) over freshly loaded fixtures.
+
+    The queue history of an earlier session is dropped first: `dbt build` keeps it (the
+    samples table is never rebuilt), and this session's samples must not depend on what
+    ran before.
+    """
+    with database.connect() as connection:
+        connection.execute(
+            sql.SQL("drop table if exists {}").format(sql.Identifier(VIEW_SCHEMA, SAMPLE_MODEL))
+        )
     return project.build(fixtures=True, check=False)
 
 
@@ -57,6 +70,27 @@ def conn(database: Database, fresh_example: DbtProject) -> Iterator[psycopg.Conn
     """An autocommit connection to the built example (search_path: the view's schema)."""
     with database.connect(options=f"-c search_path={VIEW_SCHEMA}") as connection:
         yield connection
+
+
+@pytest.fixture
+def samples_schema(scratch_schema: ScratchSchemas) -> str:
+    """A scratch schema of this test's for the view and the queue history."""
+    return scratch_schema("samples")
+
+
+@pytest.fixture
+def samples_project(project: DbtProject, build: DbtOutcome, samples_schema: str) -> DbtProject:
+    """The view and the queue history (one sample) built in a scratch schema over the example."""
+    samples = replace(project, schema=samples_schema)
+    samples.invoke("run", "--select", "view_build_queue_status", SAMPLE_MODEL)
+    return samples
+
+
+@pytest.fixture
+def reload_fixtures(project: DbtProject, build: DbtOutcome) -> Iterator[None]:
+    """For tests that write to the shared example's source tables: reloaded afterwards."""
+    yield
+    project.load_fixtures()
 
 
 @pytest.fixture(scope="session")

@@ -18,6 +18,7 @@ from buildqueue.paths import PROJECT_DIR
 
 ARTIFACTS = PROJECT_DIR / "artifacts"
 VIEW = "model.buildqueue.view_build_queue_status"
+SAMPLES = "model.buildqueue.build_queue_samples"
 SOURCES = [
     f"source.buildqueue.crystal_forge.{name}"
     for name in ("build_reservations", "commits", "derivation_dependencies", "derivations")
@@ -71,6 +72,18 @@ def test_view_page_shows_the_model(site: str, browser: HeadlessChromium) -> None
         assert parent in text
 
 
+def test_samples_page_shows_the_queue_history(site: str, browser: HeadlessChromium) -> None:
+    browser.open(f"{site}#!/model/{SAMPLES}")
+    text = browser.wait_for(
+        "var t = document.body.innerText; return t.indexOf('packages_pending') >= 0 ? t : null"
+    )
+    assert "build_queue_samples" in text
+    for column in ("sampled_at", "systems_with_stale_workers", "active_workers"):
+        assert column in text
+    assert "view_build_queue_status" in text  # its parent
+    assert "incremental" in text
+
+
 def test_lineage_graph_shows_sources_and_grafana(site: str, browser: HeadlessChromium) -> None:
     browser.open("about:blank")  # the site reads the graph parameters on a fresh load
     browser.open(f"{site}#!/model/{VIEW}?g_v=1&g_i=%2Bview_build_queue_status%2B")
@@ -81,6 +94,7 @@ def test_lineage_graph_shows_sources_and_grafana(site: str, browser: HeadlessChr
     assert {
         "exposure.buildqueue.build_queue_dashboard",
         "exposure.buildqueue.build_queue_alerts",
+        SAMPLES,  # the queue history, between the view and Grafana
     } <= drawn
     # the status catalogue is not upstream of the view, so the graph leaves it out
     assert "source.buildqueue.crystal_forge.derivation_statuses" not in drawn

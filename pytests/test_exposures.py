@@ -36,6 +36,7 @@ def test_exposure_lineage_reaches_the_sources(project: DbtProject, exposure: str
     lineage = _lineage(project, exposure)
     assert f"exposure.buildqueue.{exposure}" in lineage
     assert "model.buildqueue.view_build_queue_status" in lineage
+    assert "model.buildqueue.build_queue_samples" in lineage  # the queue history
     assert {"model.buildqueue.int_systems_filtered_to_queue"} <= lineage
     assert {f"source.buildqueue.crystal_forge.{name}" for name in SOURCES} <= lineage
     # the status catalogue is not read by the view, so it is not upstream of Grafana

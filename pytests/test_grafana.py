@@ -16,14 +16,21 @@ from typing import Any
 import psycopg
 import pytest
 import yaml
+from psycopg import sql
 
 from buildqueue import grafana
+from buildqueue.database import Database
+from buildqueue.dbt import DbtProject
 from buildqueue.example import EXPECTED_ROWS
 from buildqueue.grafana import TimeRange
 from buildqueue.paths import PROJECT_DIR
+from buildqueue.sampler import SAMPLE_MODEL
 
 EXAMPLE_RANGE = TimeRange(datetime(2024, 1, 1, tzinfo=UTC), datetime.now(UTC))
 """A dashboard time range holding every example commit (January 2024)."""
+
+JAN_14 = datetime(2024, 1, 14, 9, 0, tzinfo=UTC)
+JAN_15 = datetime(2024, 1, 15, 10, 0, tzinfo=UTC)
 
 
 @pytest.fixture(scope="module")
@@ -177,7 +184,7 @@ def test_one_view_query_per_refresh(files: dict) -> None:
     queries = [(panel["id"], target["refId"]) for panel, target in grafana.view_queries(dashboard)]
     excused = sorted(grafana.VIEW_QUERY_EXCEPTIONS)
     assert queries == sorted([(1, "A")] + [(panel_id, "A") for panel_id in excused])
-    assert excused in ([], [3])  # 3: Queue depth over time, until the queue history lands
+    assert excused == []  # 3, Queue depth over time, reads the queue history instead
     reusing = {
         panel["id"]: grafana.source_panel(dashboard, panel)["id"]
         for panel in grafana.panels(dashboard)
@@ -190,7 +197,9 @@ def test_one_view_query_per_refresh(files: dict) -> None:
             assert target["withTransforms"] is False  # the query's rows, not panel 1's table
             assert "rawSql" not in target
     sql = [panel["id"] for panel, _ in grafana.sql_targets(dashboard)]
-    assert sql == [1, 3]  # what one refresh sends the database
+    assert sql == [1, 3]  # what one refresh sends the database: the view, the history
+    (history,) = _panel(files, "Queue depth over time")["targets"]
+    assert "from build_queue_samples" in history["rawSql"]
 
 
 def test_overview_has_progress_bars_status_colours_and_newest_first(files: dict) -> None:
@@ -228,6 +237,8 @@ def test_alert_thresholds_and_durations_are_the_specs(files: dict) -> None:
     ]
     assert f"interval '{default}'" in _node(stuck, "A")["model"]["rawSql"]
     assert default == "2 hours"
+    growing = _rule(files, "buildqueue-queue-growing-window")
+    assert (threshold(growing), growing["for"]) == (("gt", [0]), "0s")
 
 
 def test_alert_file_has_no_dollar_grafana_would_interpolate(files: dict) -> None:
@@ -296,24 +307,35 @@ def test_systems_overview_panel(files: dict, conn: psycopg.Connection) -> None:
     ]
 
 
-def test_queue_depth_panel(files: dict, conn: psycopg.Connection) -> None:
+def test_queue_depth_panel(
+    files: dict, database: Database, samples_project: DbtProject, scratch_schema: str
+) -> None:
+    """The queue history: two planted January 2024 samples, then the one the build took."""
     panel = _panel(files, "Queue depth over time")
     assert panel["targets"][0]["format"] == "time_series"
-    points = [(r["time"], r["pending_packages"], r["work_remaining"]) for r in _rows(conn, panel)]
-    by_time = sorted(EXPECTED_ROWS, key=lambda e: e["commit_timestamp"])
-    assert points == [
-        (
-            e["commit_timestamp"],
-            e["pending_packages"],
-            e["pending_packages"] + e["building_packages"],
-        )
-        for e in by_time
-    ]
-    # $__timeFilter really filters: from 2024-01-15 on, server-c's commit (01-14) drops out
-    later = TimeRange(datetime(2024, 1, 15, tzinfo=UTC), EXAMPLE_RANGE.end)
-    assert [r["time"] for r in _rows(conn, panel, later)] == [
-        e["commit_timestamp"] for e in by_time[1:]
-    ]
+    table = sql.Identifier(scratch_schema, SAMPLE_MODEL)
+    with database.connect(options=f"-c search_path={scratch_schema}") as conn:
+        for moment, pending, building in [(JAN_14, 9, 4), (JAN_15, 6, 5)]:
+            conn.execute(
+                sql.SQL("insert into {} values (%s, %s, 3, 2, 1, 1, %s, %s, 0, 0, 5)").format(
+                    table
+                ),
+                [moment, moment, pending, building],
+            )
+        (taken_at,) = conn.execute(
+            sql.SQL("select max(sampled_at) from {}").format(table)
+        ).fetchone()
+        until_now = TimeRange(EXAMPLE_RANGE.start, datetime.now(UTC))
+        points = [
+            (r["time"], r["pending_packages"], r["work_remaining"])
+            for r in _rows(conn, panel, until_now)
+        ]
+        # one point per sample, oldest first; the build's sample holds the example's
+        # 1 + 0 + 2 pending and 2 + 0 + 3 building packages
+        assert points == [(JAN_14, 9, 13), (JAN_15, 6, 11), (taken_at, 3, 8)]
+        # $__timeFilter really filters: from 2024-01-15 on, the 01-14 sample drops out
+        later = TimeRange(datetime(2024, 1, 15, tzinfo=UTC), until_now.end)
+        assert [r["time"] for r in _rows(conn, panel, later)] == [JAN_15, taken_at]
 
 
 @pytest.mark.parametrize(

@@ -1,8 +1,9 @@
-"""Least privilege: a read-only role reads the view and nothing else.
+"""Least privilege: a read-only role reads the view and the queue history, nothing else.
 
-The view is built into a scratch schema of its own with var view_reader_roles naming a
-fresh login role. That role can select the view (the view's owner reads the sources for
-it), but it cannot read or write the source tables, nor alter, replace or drop the view.
+The view is built into a scratch schema of its own with var view_reader_roles naming a fresh login
+role. That role can select the view (the view's owner reads the sources for it) and the
+samples table, but it cannot read or write the source tables, nor alter, replace or drop
+the view, nor write the samples.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from support.scratch import ScratchSchemas, scratch_name
 
 GRANTS_SCHEMA = scratch_name("grants")
 VIEW = f"{GRANTS_SCHEMA}.view_build_queue_status"
+SAMPLES = f"{GRANTS_SCHEMA}.build_queue_samples"
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +49,11 @@ def test_reader_can_select_the_view(as_reader: psycopg.Connection) -> None:
     assert names == [row["system_name"] for row in EXPECTED_ROWS]
 
 
+def test_reader_can_select_the_queue_history(as_reader: psycopg.Connection) -> None:
+    (queued,) = as_reader.execute(f"select max(systems_queued) from {SAMPLES}").fetchone()
+    assert queued == len(EXPECTED_ROWS)
+
+
 @pytest.mark.parametrize(
     "statement",
     [
@@ -59,25 +66,28 @@ def test_reader_can_select_the_view(as_reader: psycopg.Connection) -> None:
         "create or replace view {view} as select 1 as nixos_id",
         "drop view {view}",
         "create table {schema}.intruder (id integer)",
+        "delete from {samples}",
+        "insert into {samples} (sampled_at) values (now())",
+        "truncate {samples}",
     ],
     ids=lambda statement: " ".join(statement.split()[:2]) + " " + statement.split()[-1][:30],
 )
 def test_reader_cannot_touch_anything_else(as_reader: psycopg.Connection, statement: str) -> None:
-    names = {"source": SOURCE_SCHEMA, "view": VIEW, "schema": GRANTS_SCHEMA}
+    names = {"source": SOURCE_SCHEMA, "view": VIEW, "schema": GRANTS_SCHEMA, "samples": SAMPLES}
     with pytest.raises(psycopg.errors.InsufficientPrivilege):
         as_reader.execute(statement.format(**names))
 
 
-def test_reader_holds_only_select_on_the_view(
+def test_reader_holds_only_select_on_the_view_and_the_history(
     database: Database, granted: DbtProject, reader_role: str
 ) -> None:
     with database.connect() as admin:
         privileges = admin.execute(
-            "select privilege_type from information_schema.role_table_grants"
+            "select table_name, privilege_type from information_schema.role_table_grants"
             " where grantee = %s and table_schema = %s order by 1",
             [reader_role, GRANTS_SCHEMA],
         ).fetchall()
-    assert privileges == [("SELECT",)]
+    assert privileges == [("build_queue_samples", "SELECT"), ("view_build_queue_status", "SELECT")]
 
 
 def test_reader_cannot_read_sources_even_with_schema_usage(
@@ -95,6 +105,14 @@ def test_reader_cannot_read_sources_even_with_schema_usage(
     finally:
         with database.connect() as admin:
             admin.execute(f"revoke usage on schema {SOURCE_SCHEMA} from {reader_role}")
+
+
+def test_a_sample_run_without_the_roles_var_keeps_the_grant(
+    granted: DbtProject, as_reader: psycopg.Connection
+) -> None:
+    """A cron job that passes only source_schema must not revoke Grafana's SELECT."""
+    granted.invoke("run", "--select", "build_queue_samples")
+    assert as_reader.execute(f"select count(*) > 0 from {SAMPLES}").fetchone() == (True,)
 
 
 def test_grants_survive_a_rebuild(granted: DbtProject, as_reader: psycopg.Connection) -> None:

@@ -1,7 +1,9 @@
 """Idempotence: repeated, full-refresh and after-failure builds leave the same correct view.
 
 The view is built into a scratch schema over the (already loaded) example; after each step
-the schema must hold exactly the view, with the same definition, grants and rows.
+the schema must hold exactly the view and the queue history table, with the same view
+definition, grants and rows. (The history gains at most a sample per build;
+pytests/test_queue_samples.py checks it.)
 """
 
 from __future__ import annotations
@@ -41,7 +43,11 @@ def snapshot(database: Database) -> dict[str, Any]:
 
 
 def assert_correct(state: dict[str, Any]) -> None:
-    assert state["relations"] == [("view_build_queue_status", "v")]
+    assert state["relations"] == [
+        ("build_queue_samples", "r"),
+        ("build_queue_samples_pkey", "i"),
+        ("view_build_queue_status", "v"),
+    ]
     assert [{k: row[k] for k in EXPECTED_ROWS[0]} for row in state["rows"]] == EXPECTED_ROWS
 
 
