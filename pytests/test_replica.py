@@ -24,6 +24,7 @@ from buildqueue.database import Database
 from buildqueue.dbt import DbtProject
 from buildqueue.example import CI_VIEW_SCHEMA, EXPECTED_ROWS, SOURCE_SCHEMA
 from buildqueue.replica import LOOPBACK, ReplicaError, ReplicaPair, replicated_pair
+from buildqueue.replica_load import ReplicaLoad, measure_replica_load
 
 VIEW = f"{CI_VIEW_SCHEMA}.view_build_queue_status"
 
@@ -239,6 +240,30 @@ def test_even_the_superuser_cannot_write_on_the_standby(deployed: Deployed) -> N
         pytest.raises(psycopg.errors.ReadOnlySqlTransaction),
     ):
         admin.execute(f"delete from {SOURCE_SCHEMA}.build_reservations")
+
+
+def test_replica_load_machinery(deployed: Deployed) -> None:
+    """`measure_replica_load` at toy scale: every query answered, on both servers."""
+    result = measure_replica_load(
+        deployed.pair,
+        systems=20,
+        packages=10,
+        clients=[1],
+        seconds=0.5,
+        source_schema="crystal_forge_replica_load_test",
+        view_schema="buildqueue_replica_load_test",
+    )
+    assert isinstance(result, ReplicaLoad)
+    assert [run.where for run in result.runs] == [
+        "primary",
+        "standby",
+        "both: primary",
+        "both: standby",
+    ]
+    for run in result.runs:
+        assert run.stats.errors == [], run.where
+        assert dict(run.stats.row_counts) == {20: run.stats.queries}, run.where
+    assert "standby" in result.describe()
 
 
 def _port_is_closed(port: int) -> bool:
