@@ -242,6 +242,16 @@ def test_even_the_superuser_cannot_write_on_the_standby(deployed: Deployed) -> N
         admin.execute(f"delete from {SOURCE_SCHEMA}.build_reservations")
 
 
+@pytest.mark.parametrize("command", ["run", "build", "test"])
+def test_dbt_refuses_the_standby(deployed: Deployed, command: str) -> None:
+    standby = DbtProject(deployed.pair.standby, target="ci", schema=CI_VIEW_SCHEMA)
+    outcome = standby.invoke(command, vars={"view_reader_roles": [deployed.reader]}, check=False)
+    assert not outcome.success
+    text = outcome.describe()
+    assert f"is a read-only standby (a streaming replica): dbt {command} cannot write" in text
+    assert "Fix: run dbt against the primary" in text
+
+
 def test_replica_load_machinery(deployed: Deployed) -> None:
     """`measure_replica_load` at toy scale: every query answered, on both servers."""
     result = measure_replica_load(
