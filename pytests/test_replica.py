@@ -23,10 +23,12 @@ from psycopg.rows import dict_row
 from buildqueue.database import Database
 from buildqueue.dbt import DbtProject
 from buildqueue.example import CI_VIEW_SCHEMA, EXPECTED_ROWS, SOURCE_SCHEMA
+from buildqueue.load import Pollers
 from buildqueue.replica import LOOPBACK, ReplicaError, ReplicaPair, replicated_pair
 from buildqueue.replica_load import ReplicaLoad, measure_replica_load
 
 VIEW = f"{CI_VIEW_SCHEMA}.view_build_queue_status"
+REDEPLOYS = 3
 
 
 @dataclass
@@ -250,6 +252,17 @@ def test_dbt_refuses_the_standby(deployed: Deployed, command: str) -> None:
     text = outcome.describe()
     assert f"is a read-only standby (a streaming replica): dbt {command} cannot write" in text
     assert "Fix: run dbt against the primary" in text
+
+
+def test_redeploys_on_the_primary_never_fail_a_standby_query(deployed: Deployed) -> None:
+    """Each rebuild's lock and new definition replay on the standby while readers poll it."""
+    with Pollers(deployed.pair.standby, CI_VIEW_SCHEMA, 2, user=deployed.reader) as pollers:
+        for _ in range(REDEPLOYS):
+            deployed.project.invoke("run", vars={"view_reader_roles": [deployed.reader]})
+            deployed.pair.wait_for_replay()
+    assert pollers.stats.errors == []
+    assert dict(pollers.stats.row_counts) == {len(EXPECTED_ROWS): pollers.stats.queries}
+    assert pollers.stats.queries >= REDEPLOYS
 
 
 def test_replica_load_machinery(deployed: Deployed) -> None:
