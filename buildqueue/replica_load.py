@@ -2,6 +2,7 @@
 
     python -m buildqueue.replica_load [--systems 1000] [--packages 200] [--clients 1 4]
                                       [--seconds 20]
+    python -m buildqueue.replica_load --conflicts
 
 Starts a primary and a hot standby on 127.0.0.1 (`buildqueue.replica`), loads a synthetic
 fleet on the primary (`buildqueue.load.populate_fleet`, the generator `./run load` and the
@@ -18,6 +19,12 @@ It prints queries/s, p50 and p99 per run, and the machine's load average, becaus
 numbers are only as good as the machine is quiet. Both servers run on this one machine:
 in the "both" run they share its cores, so what it shows is what a replica on the SAME
 host adds (docs/replicas.md says what the runs mean for a replica on a host of its own).
+
+``--conflicts`` measures instead what replay does to the standby's readers: pollers read
+the view on the standby while the primary redeploys it and churns and vacuums a source
+table, once per standby setting of ``max_standby_streaming_delay`` and
+``hot_standby_feedback``, and it prints how many queries replay cancelled
+("canceling statement due to conflict with recovery"), by reason.
 """
 
 from __future__ import annotations
@@ -26,12 +33,16 @@ import argparse
 import os
 import sys
 import time
+from collections import Counter
 from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 
+from psycopg import sql
+
 from buildqueue.database import Database, DatabaseError
 from buildqueue.dbt import DbtError, DbtProject
+from buildqueue.example import SOURCE_SCHEMA as EXAMPLE_SOURCE_SCHEMA
 from buildqueue.load import (
     LOAD_SOURCE_SCHEMA,
     LOAD_VIEW_SCHEMA,
@@ -40,7 +51,7 @@ from buildqueue.load import (
     percentile,
     populate_fleet,
 )
-from buildqueue.replica import ReplicaPair, replicated_pair
+from buildqueue.replica import ReplicaError, ReplicaPair, replicated_pair
 from buildqueue.report import view_query
 
 
@@ -149,6 +160,95 @@ def measure_replica_load(
     return result
 
 
+CONFLICT_SETTINGS = (("0", "off"), ("0", "on"), ("30s", "off"), ("30s", "on"))
+"""(max_standby_streaming_delay, hot_standby_feedback) pairs; 30s and off are the defaults."""
+
+
+@dataclass
+class ConflictRun:
+    """Readers on the standby under one setting, while the primary redeploys and vacuums."""
+
+    delay: str
+    feedback: str
+    stats: PollStats
+
+    def describe(self) -> str:
+        reasons = Counter(
+            error.split("DETAIL:")[-1].split("HINT:")[0].strip() for error in self.stats.errors
+        )
+        detail = "; ".join(f"{count} x {reason}" for reason, count in reasons.most_common())
+        return (
+            f"max_standby_streaming_delay={self.delay:<4} hot_standby_feedback={self.feedback:<3}"
+            f" {self.stats.queries:>6} queries, {len(self.stats.errors):>3} cancelled"
+            + (f": {detail}" if detail else "")
+        )
+
+
+def _configure_standby(pair: ReplicaPair, delay: str, feedback: str) -> None:
+    with pair.standby.connect() as standby:
+        standby.execute(
+            sql.SQL("alter system set max_standby_streaming_delay = {}").format(sql.Literal(delay))
+        )
+        standby.execute(
+            sql.SQL("alter system set hot_standby_feedback = {}").format(sql.Literal(feedback))
+        )
+        standby.execute("select pg_reload_conf()")
+        for _ in range(100):  # the reload is asynchronous
+            shown = standby.execute(
+                "select current_setting('max_standby_streaming_delay'),"
+                " current_setting('hot_standby_feedback')"
+            ).fetchone()
+            if shown == (delay, feedback):
+                return
+            time.sleep(0.05)
+    raise ReplicaError(f"The standby did not take {delay=}, {feedback=} (shows {shown}).")
+
+
+def measure_conflicts(
+    pair: ReplicaPair,
+    *,
+    redeploys: int = 5,
+    churn_rounds: int = 20,
+    pollers: int = 3,
+    view_schema: str = "buildqueue_replica_conflicts",
+    settings: Sequence[tuple[str, str]] = CONFLICT_SETTINGS,
+) -> list[ConflictRun]:
+    """Poll the view on the standby while the primary redeploys it and vacuums a source.
+
+    The example fixtures are loaded on the primary; each round inserts and deletes 500
+    reservations (ids past the example's) and vacuums the table, which is what makes
+    replay remove row versions and truncate the table under the standby's readers.
+    """
+    project = DbtProject(pair.primary, target="ci", schema=view_schema)
+    project.load_fixtures()
+    project.invoke("run")
+    reservations = sql.Identifier(EXAMPLE_SOURCE_SCHEMA, "build_reservations")
+    runs = []
+    for delay, feedback in settings:
+        _configure_standby(pair, delay, feedback)
+        pair.wait_for_replay()
+        with Pollers(pair.standby, view_schema, pollers) as polling:
+            for _ in range(redeploys):
+                project.invoke("run")
+            with pair.primary.connect() as primary:
+                for _ in range(churn_rounds):
+                    primary.execute(
+                        sql.SQL(
+                            "insert into {} (worker_id, derivation_id)"
+                            " select 'churn-' || n, 1000000 + n from generate_series(1, 500) n"
+                        ).format(reservations)
+                    )
+                    primary.execute(
+                        sql.SQL("delete from {} where worker_id like 'churn-%'").format(
+                            reservations
+                        )
+                    )
+                    primary.execute(sql.SQL("vacuum {}").format(reservations))
+            pair.wait_for_replay()
+        runs.append(ConflictRun(delay, feedback, polling.stats))
+    return runs
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m buildqueue.replica_load", description=__doc__.split("\n\n")[0]
@@ -159,6 +259,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--clients", type=int, nargs="+", default=[1, 4], help="pollers per server (1 4)"
     )
     parser.add_argument("--seconds", type=float, default=20.0, help="duration of each run (20)")
+    parser.add_argument(
+        "--conflicts", action="store_true", help="count queries replay cancels, per setting"
+    )
     args = parser.parse_args(argv)
     try:
         with replicated_pair() as pair:
@@ -167,17 +270,23 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"(base backup {pair.timings['base_backup']:.2f}s)",
                 flush=True,
             )
-            result = measure_replica_load(
-                pair,
-                systems=args.systems,
-                packages=args.packages,
-                clients=args.clients,
-                seconds=args.seconds,
-            )
+            if args.conflicts:
+                lines = [run.describe() for run in measure_conflicts(pair)]
+                lines.append(f"load average (1/5/15 min): {os.getloadavg()}, shared machine")
+            else:
+                lines = [
+                    measure_replica_load(
+                        pair,
+                        systems=args.systems,
+                        packages=args.packages,
+                        clients=args.clients,
+                        seconds=args.seconds,
+                    ).describe()
+                ]
     except (DatabaseError, DbtError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    print(result.describe())
+    print("\n".join(lines))
     return 0
 
 

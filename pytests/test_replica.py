@@ -25,7 +25,7 @@ from buildqueue.dbt import DbtProject
 from buildqueue.example import CI_VIEW_SCHEMA, EXPECTED_ROWS, SOURCE_SCHEMA
 from buildqueue.load import Pollers
 from buildqueue.replica import LOOPBACK, ReplicaError, ReplicaPair, replicated_pair
-from buildqueue.replica_load import ReplicaLoad, measure_replica_load
+from buildqueue.replica_load import ReplicaLoad, measure_conflicts, measure_replica_load
 
 VIEW = f"{CI_VIEW_SCHEMA}.view_build_queue_status"
 REDEPLOYS = 3
@@ -287,6 +287,21 @@ def test_replica_load_machinery(deployed: Deployed) -> None:
         assert run.stats.errors == [], run.where
         assert dict(run.stats.row_counts) == {20: run.stats.queries}, run.where
     assert "standby" in result.describe()
+
+
+def test_replay_cancels_no_query_with_the_recommended_settings(deployed: Deployed) -> None:
+    """hot_standby_feedback on, max_standby_streaming_delay 30s: replay waits, never cancels."""
+    (run,) = measure_conflicts(
+        deployed.pair,
+        redeploys=1,
+        churn_rounds=3,
+        pollers=2,
+        view_schema="buildqueue_replica_conflicts_test",
+        settings=[("30s", "on")],
+    )
+    assert run.stats.queries > 0
+    assert run.stats.errors == []
+    assert "0 cancelled" in run.describe()
 
 
 def _port_is_closed(port: int) -> bool:
