@@ -32,7 +32,7 @@ from psycopg import sql
 
 from buildqueue.database import Database
 from buildqueue.dbt import DbtProject
-from buildqueue.fleet import FleetShape, describe_indexes, load_fleet
+from buildqueue.fleet import FleetShape, describe_indexes, load_fleet, status_ids
 from buildqueue.paths import PROJECT_DIR, SCRATCH_DIR
 from buildqueue.plans import deduplicates_dependencies, dependency_join_estimate, explain, nodes
 from buildqueue.report import VIEW_COLUMNS, view_query
@@ -89,12 +89,18 @@ def settings() -> dict[str, Any]:
 
 
 def baseline_query(schema: str) -> sql.Composed:
-    """The straightforward single query, with the view's semantics and columns."""
+    """The straightforward single query, with the view's semantics and columns.
+
+    Status ids: the statuses the project's vars name, in the fleets' status catalogue.
+    """
     v = settings()
-    queued = sql.SQL(", ").join(sql.Literal(int(i)) for i in v["queued_system_status_ids"])
+    ids = status_ids()
+    queued = sql.SQL(", ").join(
+        sql.Literal(ids[name]) for name in v["queued_system_statuses"] if name in ids
+    )
     completed = sql.SQL("{}, {}").format(
-        sql.Literal(int(v["build_complete_status_id"])),
-        sql.Literal(int(v["cache_pushed_status_id"])),
+        sql.Literal(ids[v["build_complete_status"]]),
+        sql.Literal(ids[v["cache_pushed_status"]]),
     )
     return sql.SQL(
         """
@@ -154,8 +160,8 @@ def baseline_query(schema: str) -> sql.Composed:
         """
     ).format(
         completed=completed,
-        building=sql.Literal(int(v["build_in_progress_status_id"])),
-        cached=sql.Literal(int(v["cache_pushed_status_id"])),
+        building=sql.Literal(ids[v["build_in_progress_status"]]),
+        cached=sql.Literal(ids[v["cache_pushed_status"]]),
         threshold=sql.Literal(str(v["stale_heartbeat_threshold"])),
         queued=queued,
         derivations=sql.Identifier(schema, "derivations"),

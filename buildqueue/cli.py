@@ -3,6 +3,8 @@
     buildqueue demo [--watch N]    start the database, load the example, build, print the view
     buildqueue build [--fixtures]  dbt build (models, data tests, unit tests)
     buildqueue dbt ARGS...         any dbt command against the chosen database
+    buildqueue show [--watch N]    print the view as it is (no build)
+    buildqueue view-sql [--vars Y] print the view's create-or-replace statement (migrations)
     buildqueue test [PYTEST ARGS]  the whole test suite (dbt build runs inside it)
     buildqueue load                20 dashboard clients for 30 s on a 1000 x 200 fleet
     buildqueue bench [SIZES...]    time the view on synthetic fleets (docs/performance.md)
@@ -19,6 +21,9 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from typing import Any
+
+import yaml
 
 from buildqueue.database import Database, DatabaseError, open_database
 from buildqueue.dbt import DbtError, DbtProject
@@ -39,6 +44,10 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--fixtures", action="store_true", help="load the example fixtures")
     show = sub.add_parser("show", parents=[common], help="print the view (no build)")
     show.add_argument("--watch", type=float, metavar="N", help="refresh every N seconds")
+    view_sql = sub.add_parser(
+        "view-sql", parents=[common], help="print the view's create statement for a migration"
+    )
+    view_sql.add_argument("--vars", help="dbt vars as YAML, e.g. '{source_schema: public}'")
     dbt = sub.add_parser("dbt", parents=[common], help="run any dbt command")
     dbt.add_argument("args", nargs=argparse.REMAINDER)
     load = sub.add_parser("load", parents=[common], help="concurrent dashboard load report")
@@ -75,6 +84,23 @@ def show_view(db: Database, schema: str, watch: float | None) -> None:
                 time.sleep(watch)
         except KeyboardInterrupt:
             print("\nstopped.")
+
+
+def _parse_vars(text: str | None) -> dict[str, Any] | None:
+    """--vars as dbt reads it (a YAML mapping); a clear error otherwise."""
+    if not text:
+        return None
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise DbtError(
+            f"--vars is not valid YAML ({error}). Fix: --vars '{{source_schema: public}}'."
+        ) from error
+    if not isinstance(value, dict):
+        raise DbtError(
+            f"--vars must be a YAML mapping, got {text!r}. Fix: --vars '{{source_schema: public}}'."
+        )
+    return value
 
 
 def run_in_subprocess(
@@ -137,6 +163,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from buildqueue.benchmark import bench_command
 
             return bench_command(db, args)
+        elif args.command == "view-sql":
+            from buildqueue.view_sql import view_sql
+
+            sys.stdout.write(view_sql(project, _parse_vars(args.vars)))
         elif args.command == "dbt":
             outcome = project.invoke(*args.args, check=False)
             return 0 if outcome.success else 1

@@ -12,6 +12,8 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
+from buildqueue.database import DatabaseError
+
 VIEW_COLUMNS = (
     "nixos_id",
     "system_name",
@@ -41,10 +43,26 @@ def view_query(schema: str) -> sql.Composed:
 
 
 def fetch_rows(conn: psycopg.Connection, schema: str) -> list[dict[str, Any]]:
-    """All rows of the view, in the view's order."""
-    with conn.cursor(row_factory=dict_row) as cur:
-        cur.execute(view_query(schema))
-        return list(cur.fetchall())
+    """All rows of the view, in the view's order.
+
+    A view that is not there, or that fails (e.g. paused for a Crystal Forge upgrade),
+    raises `DatabaseError` with a message saying what to run.
+    """
+    try:
+        with conn.cursor(row_factory=dict_row) as cur:
+            cur.execute(view_query(schema))
+            return list(cur.fetchall())
+    except psycopg.errors.UndefinedTable as error:
+        raise DatabaseError(
+            f"{schema}.view_build_queue_status does not exist in database "
+            f"'{conn.info.dbname}' yet. Fix: build it first: ./run build (add --database "
+            "and --target as for this command; on a live database: dbt build --target prod "
+            "--vars '{source_schema: public}'), or ./run demo to build it over the example."
+        ) from error
+    except psycopg.Error as error:
+        raise DatabaseError(
+            f"{schema}.view_build_queue_status failed: {str(error).strip()}"
+        ) from error
 
 
 def use_colour(stream: TextIO) -> bool:

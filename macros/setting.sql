@@ -3,10 +3,28 @@
     form documented in macros/_macros.yml and fails at compile time with a message that
     names the var, the value given and the form expected. Nothing else calls var() for
     these names, so a typo in --vars can never reach the database as broken SQL.
+    The status ids (queued_system_status_ids, build_complete_status_id, ...) are those of
+    the statuses their name vars name, looked up in derivation_statuses
+    (macros/status_ids.sql), unless the id var itself is given as an explicit override.
 #}
 {% macro setting(name) %}
+    {% set roles = status_roles() %}
+    {% if name in roles %}
+        {% set ids = resolve_statuses()[name].ids %}
+        {{ return(ids if roles[name].many else ids[0]) }}
+    {% endif %}
+    {{ return(validated_var(name)) }}
+{% endmacro %}
+
+
+{# A project var checked against its documented form: the raw reader behind setting(). #}
+{% macro validated_var(name) %}
     {% set forms = {
         'source_schema': 'identifier',
+        'queued_system_statuses': 'name list',
+        'build_complete_status': 'name',
+        'build_in_progress_status': 'name',
+        'cache_pushed_status': 'name',
         'queued_system_status_ids': 'integer list',
         'build_complete_status_id': 'integer',
         'build_in_progress_status_id': 'integer',
@@ -47,6 +65,18 @@
                 {% endif %}
             {% endfor %}
         {% endif %}
+    {% elif form == 'name' %}
+        {% set ns.ok = value is string and (value | trim | length) > 0 %}
+    {% elif form == 'name list' %}
+        {% if value is string or value is mapping or value is not iterable or (value | length) == 0 %}
+            {% set ns.ok = false %}
+        {% else %}
+            {% for item in value %}
+                {% if not (item is string and (item | trim | length) > 0) %}
+                    {% set ns.ok = false %}
+                {% endif %}
+            {% endfor %}
+        {% endif %}
     {% elif form == 'identifier' %}
         {% set ns.ok = value is string and re.match(identifier, value) is not none %}
     {% elif form == 'identifier list' %}
@@ -77,6 +107,8 @@
             'identifier list': "a list of SQL identifiers such as [grafana_reader]",
             'integer': "a non-negative integer id such as 6",
             'integer list': "a non-empty list of integer ids such as [5, 12]",
+            'name': "a status name from derivation_statuses such as build-complete",
+            'name list': "a non-empty list of status names such as [dry-run-complete, scheduled]",
             'interval': "a PostgreSQL interval such as '5 minutes', '90 seconds' or '00:05:00'",
             'boolean': "true or false",
         } %}

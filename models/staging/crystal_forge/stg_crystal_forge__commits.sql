@@ -1,7 +1,6 @@
 {# Rename and cast only; a single select on purpose (doc single_select_models). #}
 select
     id::integer as commit_id,
-    flake_id::integer as flake_id,
     git_commit_hash::text as git_commit_hash,
     commit_timestamp::timestamptz as committed_at
 from {{ source('crystal_forge', 'commits') }}

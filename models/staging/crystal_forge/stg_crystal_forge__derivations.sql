@@ -4,8 +4,5 @@ select
     commit_id::integer as commit_id,
     derivation_type::text as derivation_type,
     derivation_name::text as derivation_name,
-    status_id::integer as status_id,
-    attempt_count::integer as attempt_count,
-    pname::text as package_name,
-    version::text as package_version
+    status_id::integer as status_id
 from {{ source('crystal_forge', 'derivations') }}

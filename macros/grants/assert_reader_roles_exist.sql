@@ -1,0 +1,30 @@
+{#
+    on-run-start check for run and build: every role in var view_reader_roles exists, so a
+    missing Grafana role stops the run with the `create role` line to run, before any
+    model is built, instead of failing the view's grant with PostgreSQL's raw error.
+#}
+{% macro assert_reader_roles_exist() %}
+    {% set roles = setting('view_reader_roles') %}
+    {% if not execute or flags.WHICH not in ['run', 'build'] or not roles %}
+        {{ return('') }}
+    {% endif %}
+    {% set query %}
+        select wanted.rolname
+        from unnest(array[{{ "'" ~ (roles | join("', '")) ~ "'" }}]::text []) as wanted (rolname)
+        where not exists (select 1 from pg_roles where pg_roles.rolname = wanted.rolname)
+    {% endset %}
+    {% set missing = run_query(query).columns[0].values() | list %}
+    {% if missing %}
+        {% set creates = [] %}
+        {% for role in missing %}
+            {% do creates.append("psql -c 'create role " ~ (role if role == role | lower else adapter.quote(role)) ~ " login'") %}
+        {% endfor %}
+        {{ exceptions.raise_compiler_error(
+            "Reader role(s) " ~ (missing | join(', ')) ~ " (var view_reader_roles) do not exist on the "
+            ~ "server of database '" ~ target.database ~ "'. Fix: create them first, e.g. "
+            ~ (creates | join('; ')) ~ " (then give each a password for Grafana), "
+            ~ "or leave them out of view_reader_roles."
+        ) }}
+    {% endif %}
+    {{ return('') }}
+{% endmacro %}

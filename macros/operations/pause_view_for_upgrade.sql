@@ -1,0 +1,46 @@
+{#
+    dbt run-operation pause_view_for_upgrade --target prod
+    Before a Crystal Forge migration that drops, renames or retypes a column the view
+    reads (PostgreSQL refuses those while a view depends on the column): redefines the
+    view in place as a placeholder with the same columns (names, types, collations) that
+    reads no table, so the migration goes through, while the view keeps its grants and the
+    views built on top of it. Every query on the paused view fails with a message saying
+    why and what to run; nothing reads as an empty queue. `dbt build` after the upgrade
+    puts the real query back in place (macros/materializations/view.sql).
+#}
+{% macro pause_view_for_upgrade() %}
+    {% set view = adapter.get_relation(database=target.database, schema=target.schema, identifier='view_build_queue_status') %}
+    {% if view is none %}
+        {{ log('Nothing to pause: ' ~ target.schema ~ '.view_build_queue_status does not exist in database ' ~ target.database ~ ' (target ' ~ target.name ~ '). The upgrade can go ahead; build the view afterwards with dbt build.', info=true) }}
+        {{ return('') }}
+    {% endif %}
+    {% set columns_query %}
+        select
+            attribute.attname,
+            format_type(attribute.atttypid, attribute.atttypmod),
+            column_collation.collname
+        from pg_attribute as attribute
+        left join pg_collation as column_collation
+            on attribute.attcollation = column_collation.oid
+        where
+            attribute.attrelid = '{{ view }}'::regclass
+            and attribute.attnum > 0
+            and not attribute.attisdropped
+        order by attribute.attnum
+    {% endset %}
+    {% set columns = [] %}
+    {% for row in run_query(columns_query) %}
+        {% do columns.append(
+            'null::' ~ row[1] ~ (' collate ' ~ adapter.quote(row[2]) if row[2] else '') ~ ' as ' ~ adapter.quote(row[0])
+        ) %}
+    {% endfor %}
+    {% set message = 'view_build_queue_status is paused for a Crystal Forge upgrade (dbt run-operation pause_view_for_upgrade). Fix: run dbt build once the upgrade is done.' %}
+    {% call statement('pause_view_for_upgrade', auto_begin=true) %}
+        create or replace view {{ view }} as
+        select
+            {{ columns | join(',\n            ') }}
+        {# the cast fails on every query (text is no integer), with the message in the error #}
+        where {{ "'" ~ message ~ "'" }}::text::integer is not null
+    {% endcall %}
+    {{ log('Paused ' ~ view ~ ': it reads no table now, keeps its columns, grants and dependent views, and every query on it fails with "' ~ message ~ '". Run the Crystal Forge upgrade, then dbt build.', info=true) }}
+{% endmacro %}

@@ -1,0 +1,150 @@
+{#
+    Statuses by name. Crystal Forge databases do not all number their statuses alike (the
+    spec's 6 build-complete is 10 in Crystal Forge, where 12 is build-failed), so the
+    vars name the statuses and the ids come from the target database's own
+    derivation_statuses when dbt compiles. The view still compares literal ids, which
+    keeps the planner's estimates (a join to derivation_statuses would hide them).
+    Names match without case or punctuation: build-inprogress = BuildInProgress.
+#}
+
+{# The status roles: the id setting the SQL reads -> the var naming its status(es). #}
+{% macro status_roles() %}
+    {{ return({
+        'queued_system_status_ids': {'names_var': 'queued_system_statuses', 'label': 'queued', 'many': true},
+        'build_complete_status_id': {'names_var': 'build_complete_status', 'label': 'build complete', 'many': false},
+        'build_in_progress_status_id': {'names_var': 'build_in_progress_status', 'label': 'building', 'many': false},
+        'cache_pushed_status_id': {'names_var': 'cache_pushed_status', 'label': 'cache pushed', 'many': false},
+    }) }}
+{% endmacro %}
+
+
+{# A status name as compared: lower case, letters and digits only. #}
+{% macro normalized_status_name(name) %}
+    {{ return(modules.re.sub('[^a-z0-9]', '', (name | string) | lower)) }}
+{% endmacro %}
+
+
+{#
+    For each role: {'ids': [...], 'names': [...], 'skipped': [...], 'source': ...}.
+    source is 'override' when the id var is set (no lookup), else the statuses table.
+    Fails with the table's names when a name does not resolve (a queued name that does not
+    resolve is skipped while at least one does). At parse time (no database) the ids are
+    placeholders.
+#}
+{% macro resolve_statuses() %}
+    {% set roles = status_roles() %}
+    {% set resolved = {} %}
+    {% set lookups = [] %}
+    {% for id_var, role in roles.items() %}
+        {% if var(id_var, none) is not none %}
+            {% set ids = validated_var(id_var) %}
+            {% do resolved.update({id_var: {'ids': ids if role.many else [ids], 'names': [], 'skipped': [], 'source': 'override'}}) %}
+        {% else %}
+            {% do lookups.append(id_var) %}
+        {% endif %}
+    {% endfor %}
+    {% if not lookups %}
+        {{ return(resolved) }}
+    {% endif %}
+    {% if not execute %}
+        {% for id_var in lookups %}
+            {% do resolved.update({id_var: {'ids': [0], 'names': [], 'skipped': [], 'source': 'parse'}}) %}
+        {% endfor %}
+        {{ return(resolved) }}
+    {% endif %}
+
+    {% set schema = setting('source_schema') %}
+    {% set table_name = schema ~ '.derivation_statuses' %}
+    {% set fix_ids = "or give the ids explicitly, e.g. --vars '{queued_system_status_ids: [5], build_complete_status_id: 10, build_in_progress_status_id: 8, cache_pushed_status_id: 14}'" %}
+    {% set relation = adapter.get_relation(database=target.database, schema=schema, identifier='derivation_statuses') %}
+    {% if relation is none %}
+        {{ exceptions.raise_compiler_error(
+            "Cannot look up status ids: table " ~ table_name ~ " does not exist in database '"
+            ~ target.database ~ "'. Fix: point var source_schema at the schema holding Crystal "
+            ~ "Forge's tables (e.g. --vars '{source_schema: public}'), " ~ fix_ids ~ "."
+        ) }}
+    {% endif %}
+    {% set rows = run_query('select id, name from ' ~ relation ~ ' order by id') %}
+    {% set by_name = {} %}
+    {% set listing = [] %}
+    {% for row in rows %}
+        {% set key = normalized_status_name(row[1]) %}
+        {% if key not in by_name %}
+            {% do by_name.update({key: {'id': row[0] | int, 'name': row[1]}}) %}
+        {% endif %}
+        {% do listing.append(row[1] ~ ' (' ~ row[0] ~ ')') %}
+    {% endfor %}
+    {% set has = "has: " ~ (listing | join(', ') if listing else 'no rows') %}
+
+    {% for id_var in lookups %}
+        {% set role = roles[id_var] %}
+        {% set wanted = validated_var(role.names_var) %}
+        {% set wanted = wanted if role.many else [wanted] %}
+        {% set entry = {'ids': [], 'names': [], 'skipped': [], 'source': table_name} %}
+        {% for name in wanted %}
+            {% set found = by_name.get(normalized_status_name(name)) %}
+            {% if found is none %}
+                {% do entry.skipped.append(name) %}
+            {% elif found.id not in entry.ids %}
+                {% do entry.ids.append(found.id) %}
+                {% do entry.names.append(found.name) %}
+            {% endif %}
+        {% endfor %}
+        {% if not entry.ids %}
+            {{ exceptions.raise_compiler_error(
+                "Status " ~ (wanted | join(', ')) ~ " (var " ~ role.names_var ~ ") is not in "
+                ~ table_name ~ ", which " ~ has ~ ". Fix: set var " ~ role.names_var ~ " to "
+                ~ ("names" if role.many else "a name") ~ " from that list (--vars '{"
+                ~ role.names_var ~ ": ...}'), " ~ fix_ids ~ "."
+            ) }}
+        {% endif %}
+        {% do resolved.update({id_var: entry}) %}
+    {% endfor %}
+    {{ return(resolved) }}
+{% endmacro %}
+
+
+{# The mapping in one line, e.g. "queued = dry-run-complete 5 (scheduled: not in the table, skipped); ..." #}
+{% macro describe_status_mapping(resolved) %}
+    {% set parts = [] %}
+    {% set sources = [] %}
+    {% for id_var, role in status_roles().items() %}
+        {% set entry = resolved[id_var] %}
+        {% if entry.source == 'override' %}
+            {% set text = role.label ~ ' = ' ~ (entry.ids | join(', ')) ~ ' (' ~ id_var ~ ')' %}
+        {% else %}
+            {% set found = [] %}
+            {% for name in entry.names %}
+                {% do found.append(name ~ ' ' ~ entry.ids[loop.index0]) %}
+            {% endfor %}
+            {% set text = role.label ~ ' = ' ~ (found | join(', ')) %}
+            {% if entry.skipped %}
+                {% set text = text ~ ' (' ~ (entry.skipped | join(', ')) ~ ': not in the table, skipped)' %}
+            {% endif %}
+            {% if entry.source not in sources %}
+                {% do sources.append(entry.source) %}
+            {% endif %}
+        {% endif %}
+        {% do parts.append(text) %}
+    {% endfor %}
+    {% set origin = ' (' ~ (sources | join(', ')) ~ ')' if sources else ' (explicit ids)' %}
+    {{ return('Crystal Forge statuses' ~ origin ~ ': ' ~ (parts | join('; '))) }}
+{% endmacro %}
+
+
+{#
+    on-run-start: resolves the statuses once before anything compiles, so a name that does
+    not resolve stops the run with one message, and prints the mapping in one line.
+    Skipped for commands that compile no model, and while the example fixtures are loaded
+    into an empty schema (the statuses table arrives with them).
+#}
+{% macro log_status_mapping() %}
+    {% if not execute or flags.WHICH not in ['run', 'build', 'compile', 'show', 'generate'] %}
+        {{ return('') }}
+    {% endif %}
+    {% if setting('load_fixtures') and adapter.get_relation(database=target.database, schema=setting('source_schema'), identifier='derivation_statuses') is none %}
+        {{ return('') }}
+    {% endif %}
+    {{ log(describe_status_mapping(resolve_statuses()), info=true) }}
+    {{ return('') }}
+{% endmacro %}
