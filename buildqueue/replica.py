@@ -56,6 +56,23 @@ SYSTEM_USER = "embedded_postgres"
 START_TIMEOUT_SECONDS = 90
 REPLAY_TIMEOUT_SECONDS = 120
 MAX_WAL_SENDERS = 4
+STANDBY_DELAY_QUERY = """\
+select
+    now() as time,
+    extract(epoch from now() - pg_last_xact_replay_timestamp()) as seconds_since_replayed_write"""
+"""For a panel on the replica data source (any role may run it): how old the newest write
+the standby has replayed is. Crystal Forge's workers write heartbeats all the time, so
+while they run this is the replica's delay; it also grows when the primary is idle."""
+
+PRIMARY_REPLICATION_QUERY = """\
+select
+    now() as time,
+    count(*) filter (where state = 'streaming') as streaming_replicas,
+    coalesce(max(extract(epoch from replay_lag)), 0) as max_replay_lag_seconds
+from pg_stat_replication"""
+"""For an alert on the primary data source (a role with pg_monitor): replicas streaming,
+and the largest replay lag among them (NULL, shown as 0, once they are idle and caught up)."""
+
 _BINARIES = ("initdb", "pg_ctl", "pg_basebackup", "postgres")
 _OWNER_FILE = "owner.pid"
 

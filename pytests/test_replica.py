@@ -24,11 +24,20 @@ from buildqueue.database import Database
 from buildqueue.dbt import DbtProject
 from buildqueue.example import CI_VIEW_SCHEMA, EXPECTED_ROWS, SOURCE_SCHEMA
 from buildqueue.load import Pollers
-from buildqueue.replica import LOOPBACK, ReplicaError, ReplicaPair, replicated_pair
+from buildqueue.paths import PROJECT_DIR
+from buildqueue.replica import (
+    LOOPBACK,
+    PRIMARY_REPLICATION_QUERY,
+    STANDBY_DELAY_QUERY,
+    ReplicaError,
+    ReplicaPair,
+    replicated_pair,
+)
 from buildqueue.replica_load import ReplicaLoad, measure_conflicts, measure_replica_load
 
 VIEW = f"{CI_VIEW_SCHEMA}.view_build_queue_status"
 REDEPLOYS = 3
+DOC = PROJECT_DIR / "docs" / "replicas.md"
 
 
 @dataclass
@@ -244,6 +253,20 @@ def test_even_the_superuser_cannot_write_on_the_standby(deployed: Deployed) -> N
         admin.execute(f"delete from {SOURCE_SCHEMA}.build_reservations")
 
 
+def test_the_documented_lag_queries(deployed: Deployed) -> None:
+    pair = deployed.pair
+    with pair.primary.connect() as primary:
+        primary.execute("select txid_current()")  # a write, so there is one to replay
+    pair.wait_for_replay()
+    with pair.standby.connect(user=deployed.reader) as reader:
+        (_, since_write) = reader.execute(STANDBY_DELAY_QUERY).fetchone()
+    assert 0 <= since_write < 60
+    with pair.primary.connect() as primary:
+        (_, streaming, lag) = primary.execute(PRIMARY_REPLICATION_QUERY).fetchone()
+    assert streaming == 1
+    assert 0 <= lag < 60
+
+
 @pytest.mark.parametrize("command", ["run", "build", "test"])
 def test_dbt_refuses_the_standby(deployed: Deployed, command: str) -> None:
     standby = DbtProject(deployed.pair.standby, target="ci", schema=CI_VIEW_SCHEMA)
@@ -252,6 +275,9 @@ def test_dbt_refuses_the_standby(deployed: Deployed, command: str) -> None:
     text = outcome.describe()
     assert f"is a read-only standby (a streaming replica): dbt {command} cannot write" in text
     assert "Fix: run dbt against the primary" in text
+    if command == "run":  # docs/replicas.md quotes this message
+        documented = DOC.read_text().split("is a read-only standby", 1)[1].split("\n")[0]
+        assert "is a read-only standby" + documented in text
 
 
 def test_redeploys_on_the_primary_never_fail_a_standby_query(deployed: Deployed) -> None:
