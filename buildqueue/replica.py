@@ -74,7 +74,7 @@ from pg_stat_replication"""
 and the largest replay lag among them (NULL, shown as 0, once they are idle and caught up)."""
 
 _BINARIES = ("initdb", "pg_ctl", "pg_basebackup", "postgres")
-_OWNER_FILE = "owner.pid"
+OWNER_FILE = "owner.pid"
 
 
 class ReplicaError(DatabaseError):
@@ -113,7 +113,7 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _system_user() -> str | None:
+def system_user() -> str | None:
     """The OS user to run the servers as: None unless we are root (PostgreSQL refuses it)."""
     if os.geteuid() != 0:
         return None
@@ -181,6 +181,12 @@ class Server:
         with (self.data_dir / "postgresql.conf").open("a") as conf:
             conf.write("\n# buildqueue.replica\n" + "\n".join(lines) + "\n")
 
+    def init_primary(self) -> None:
+        """initdb, then the primary's pg_hba.conf and settings (loopback, replication)."""
+        self.run("initdb", "-D", str(self.data_dir), "-U", SUPERUSER, "--auth=trust", "-E", "UTF8")
+        (self.data_dir / "pg_hba.conf").write_text(_PG_HBA)
+        self.configure(_primary_settings(self.port))
+
     def start(self) -> None:
         self.run(
             "pg_ctl",
@@ -246,16 +252,6 @@ class ReplicaPair:
                     )
                 time.sleep(0.01)
 
-    def replication_lag_bytes(self) -> int:
-        """Bytes of WAL the primary has written that the standby has not replayed yet."""
-        with self.primary.connect() as primary:
-            (current,) = primary.execute("select pg_current_wal_lsn()::text").fetchone()
-        with self.standby.connect() as standby:
-            (lag,) = standby.execute(
-                "select greatest(0, %s::pg_lsn - pg_last_wal_replay_lsn())::bigint", [current]
-            ).fetchone()
-        return int(lag)
-
 
 def _wait_for_read_only_connections(standby: Server, timeout: float) -> None:
     """Wait until the standby accepts connections and is in recovery (a hot standby)."""
@@ -281,7 +277,7 @@ def _wait_for_read_only_connections(standby: Server, timeout: float) -> None:
 
 def _owner_alive(run_dir: Path) -> bool:
     try:
-        pid = int((run_dir / _OWNER_FILE).read_text())
+        pid = int((run_dir / OWNER_FILE).read_text())
     except (OSError, ValueError):
         return False
     try:
@@ -334,7 +330,7 @@ def replicated_pair() -> Iterator[ReplicaPair]:
     `ReplicaPair.standby_start_seconds`; the other steps' times are in `ReplicaPair.timings`.
     """
     bin_dir = postgres_bin_dir()
-    user = _system_user()
+    user = system_user()
     REPLICAS_DIR.mkdir(parents=True, exist_ok=True)
     remove_abandoned_runs(bin_dir, user)
     run_dir = REPLICAS_DIR / f"run-{os.getpid()}-{secrets.token_hex(4)}"
@@ -346,16 +342,12 @@ def replicated_pair() -> Iterator[ReplicaPair]:
         cleanup.callback(shutil.rmtree, run_dir, ignore_errors=True)
         cleanup.callback(primary.stop)
         cleanup.callback(standby.stop)
-        (run_dir / _OWNER_FILE).write_text(str(os.getpid()))
+        (run_dir / OWNER_FILE).write_text(str(os.getpid()))
         if user is not None:
             shutil.chown(run_dir, user, user)
 
         started = time.perf_counter()
-        primary.run(
-            "initdb", "-D", str(primary.data_dir), "-U", SUPERUSER, "--auth=trust", "-E", "UTF8"
-        )
-        (primary.data_dir / "pg_hba.conf").write_text(_PG_HBA)
-        primary.configure(_primary_settings(primary.port))
+        primary.init_primary()
         primary.start()
         timings["primary_start"] = time.perf_counter() - started
 

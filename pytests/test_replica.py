@@ -10,7 +10,9 @@ they are never asserted.
 from __future__ import annotations
 
 import secrets
+import shutil
 import socket
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -27,11 +29,18 @@ from buildqueue.load import Pollers
 from buildqueue.paths import PROJECT_DIR
 from buildqueue.replica import (
     LOOPBACK,
+    OWNER_FILE,
     PRIMARY_REPLICATION_QUERY,
+    REPLICAS_DIR,
     STANDBY_DELAY_QUERY,
     ReplicaError,
     ReplicaPair,
+    Server,
+    free_port,
+    postgres_bin_dir,
+    remove_abandoned_runs,
     replicated_pair,
+    system_user,
 )
 from buildqueue.replica_load import ReplicaLoad, measure_conflicts, measure_replica_load
 
@@ -341,3 +350,26 @@ def test_a_failure_inside_the_block_stops_and_removes_both_servers() -> None:
         raise ReplicaError("on purpose")
     assert all(_port_is_closed(port) for port in ports)
     assert not run_dir.exists()
+
+
+def test_a_run_left_by_a_killed_process_is_stopped_and_removed() -> None:
+    """A session killed mid-test leaves its servers running; the next pair cleans them up."""
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    run_dir = REPLICAS_DIR / f"run-{dead.pid}-abandoned"
+    run_dir.mkdir(parents=True)
+    (run_dir / OWNER_FILE).write_text(str(dead.pid))
+    user = system_user()
+    if user is not None:
+        shutil.chown(run_dir, user, user)
+    server = Server("primary", run_dir / "primary", free_port(), postgres_bin_dir(), user)
+    try:
+        server.init_primary()
+        server.start()
+        assert not _port_is_closed(server.port)
+        assert run_dir in remove_abandoned_runs(postgres_bin_dir(), user)
+        assert _port_is_closed(server.port)
+        assert not run_dir.exists()
+    finally:
+        server.stop()
+        shutil.rmtree(run_dir, ignore_errors=True)
