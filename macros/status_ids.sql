@@ -135,11 +135,12 @@
 {#
     on-run-start: resolves the statuses once before anything compiles, so a name that does
     not resolve stops the run with one message, and prints the mapping in one line.
-    Skipped for commands that compile no model, and while the example fixtures are loaded
-    into an empty schema (the statuses table arrives with them).
+    For run and build only (other commands resolve the statuses when they compile a model
+    that needs them), and skipped while the example fixtures are loaded into an empty
+    schema (the statuses table arrives with them).
 #}
 {% macro log_status_mapping() %}
-    {% if not execute or flags.WHICH not in ['run', 'build', 'compile', 'show', 'generate'] %}
+    {% if not execute or flags.WHICH not in ['run', 'build'] %}
         {{ return('') }}
     {% endif %}
     {% if setting('load_fixtures') and adapter.get_relation(database=target.database, schema=setting('source_schema'), identifier='derivation_statuses') is none %}

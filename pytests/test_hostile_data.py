@@ -228,8 +228,8 @@ EXPECTED_WARNINGS = {
         },
     ),
     "assert_reservation_times_not_in_future": ("select reservation_id", {(7,)}),
-    "assert_dependency_rows_unique": (
-        "select derivation_id, depends_on_derivation_id, copies",
+    "dependency_edges_are_unique": (
+        "select derivation_id, depends_on_derivation_id, occurrences",
         {(8, 1009, 3), (8, 1010, 2)},
     ),
     "assert_dependency_rows_have_a_unique_key": (
@@ -348,6 +348,17 @@ def test_warn_tests_pass_on_the_example(build: DbtOutcome) -> None:
 
 def test_warnings_are_not_failures(hostile: tuple[DbtOutcome, DbtOutcome]) -> None:
     assert hostile[1].success, hostile[1].describe()
+
+
+def test_each_bad_row_is_named_by_one_test(hostile: tuple[DbtOutcome, DbtOutcome]) -> None:
+    """No condition is checked twice under two names: the tests that warn are exactly the
+    ones above, each naming its own kind of bad row."""
+    warned = {
+        node.split(".")[2]
+        for node, status in hostile[1].node_statuses.items()
+        if node.startswith("test.") and status == "warn"
+    }
+    assert warned == set(EXPECTED_WARNINGS), hostile[1].describe()
 
 
 def test_shared_example_untouched(conn: psycopg.Connection) -> None:

@@ -5,10 +5,12 @@ read-only reader role so the grants are proven to survive every swap) queries th
 while `dbt run` rebuilds the project 20 times; then again with workers writing to the
 source tables at the same time. Every query must succeed and return all three systems.
 
-dbt's view materialization creates the new view under a temporary name, renames the old
-one away and the new one in, applies the grants and commits, all in one transaction;
-PostgreSQL re-resolves a view's name after waiting for the swap's lock, so a concurrent
-query sees either the old or the new view, never an error (docs/production.md).
+The project's view materialization (macros/materializations/view.sql) creates the new
+query under a temporary name first, then redefines the live view in place with `create or
+replace view` while its columns stay the same (or, when they change, swaps the new view
+in by renaming), applies the grants and commits, all in one transaction; a concurrent
+query waits for that lock and then sees either the old or the new definition, never an
+error (docs/production.md, section 4).
 """
 
 from __future__ import annotations

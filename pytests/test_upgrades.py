@@ -124,9 +124,11 @@ def test_a_migration_of_a_read_column_goes_through_after_the_pause(
         conn.execute(retype)  # the view pins worker_id: PostgreSQL refuses
 
     deployment.project.invoke("run-operation", "pause_view_for_upgrade")
-    with database.connect(user=deployment.reader) as reader:
-        with pytest.raises(psycopg.Error, match=PAUSED):
-            reader.execute(f"select count(*) from {deployment.view} where has_stale_workers")
+    with (
+        database.connect(user=deployment.reader) as reader,
+        pytest.raises(psycopg.Error, match=PAUSED),
+    ):
+        reader.execute(f"select count(*) from {deployment.view} where has_stale_workers")
     with database.connect() as conn:
         with pytest.raises(psycopg.Error, match=PAUSED):
             conn.execute(f"select * from {deployment.schema}.queue_on_top")
