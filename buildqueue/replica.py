@@ -185,7 +185,19 @@ class Server:
         """initdb, then the primary's pg_hba.conf and settings (loopback, replication)."""
         self.run("initdb", "-D", str(self.data_dir), "-U", SUPERUSER, "--auth=trust", "-E", "UTF8")
         (self.data_dir / "pg_hba.conf").write_text(_PG_HBA)
-        self.configure(_primary_settings(self.port))
+        self.configure(_primary_settings())
+
+    def start_on_free_port(self, attempts: int = 3) -> None:
+        """Start on a free port of 127.0.0.1; another if someone took it in the meantime."""
+        for attempt in range(1, attempts + 1):
+            self.port = free_port()
+            self.configure([f"port = {self.port}"])
+            try:
+                self.start()
+                return
+            except ReplicaError:
+                if attempt == attempts or "Address already in use" not in _tail(self.log):
+                    raise
 
     def start(self) -> None:
         self.run(
@@ -303,10 +315,9 @@ def remove_abandoned_runs(bin_dir: Path, user: str | None) -> list[Path]:
     return removed
 
 
-def _primary_settings(port: int) -> list[str]:
+def _primary_settings() -> list[str]:
     return [
         f"listen_addresses = '{LOOPBACK}'",
-        f"port = {port}",
         "unix_socket_directories = ''",
         "wal_level = replica",
         f"max_wal_senders = {MAX_WAL_SENDERS}",
@@ -334,7 +345,7 @@ def replicated_pair() -> Iterator[ReplicaPair]:
     REPLICAS_DIR.mkdir(parents=True, exist_ok=True)
     remove_abandoned_runs(bin_dir, user)
     run_dir = REPLICAS_DIR / f"run-{os.getpid()}-{secrets.token_hex(4)}"
-    primary = Server("primary", run_dir / "primary", free_port(), bin_dir, user)
+    primary = Server("primary", run_dir / "primary", 0, bin_dir, user)
     standby = Server("standby", run_dir / "standby", 0, bin_dir, user)
     timings: dict[str, float] = {}
     with ExitStack() as cleanup:
@@ -348,7 +359,7 @@ def replicated_pair() -> Iterator[ReplicaPair]:
 
         started = time.perf_counter()
         primary.init_primary()
-        primary.start()
+        primary.start_on_free_port()
         timings["primary_start"] = time.perf_counter() - started
 
         password = secrets.token_urlsafe(16)
@@ -380,10 +391,9 @@ def replicated_pair() -> Iterator[ReplicaPair]:
         )
         timings["base_backup"] = time.perf_counter() - started
 
-        standby.port = free_port()
-        standby.configure([f"port = {standby.port}", "hot_standby = on"])
+        standby.configure(["hot_standby = on"])
         started = time.perf_counter()
-        standby.start()
+        standby.start_on_free_port()
         _wait_for_read_only_connections(standby, START_TIMEOUT_SECONDS)
         standby_start = time.perf_counter() - started
         timings["standby_start"] = standby_start

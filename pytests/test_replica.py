@@ -36,7 +36,6 @@ from buildqueue.replica import (
     ReplicaError,
     ReplicaPair,
     Server,
-    free_port,
     postgres_bin_dir,
     remove_abandoned_runs,
     replicated_pair,
@@ -362,10 +361,10 @@ def test_a_run_left_by_a_killed_process_is_stopped_and_removed() -> None:
     user = system_user()
     if user is not None:
         shutil.chown(run_dir, user, user)
-    server = Server("primary", run_dir / "primary", free_port(), postgres_bin_dir(), user)
+    server = Server("primary", run_dir / "primary", 0, postgres_bin_dir(), user)
     try:
         server.init_primary()
-        server.start()
+        server.start_on_free_port()
         assert not _port_is_closed(server.port)
         assert run_dir in remove_abandoned_runs(postgres_bin_dir(), user)
         assert _port_is_closed(server.port)
