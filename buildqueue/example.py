@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import psycopg
+from psycopg import sql
+
 SOURCE_SCHEMA = "crystal_forge_example"
 """Where the fixtures load (var source_schema's default)."""
 
@@ -66,3 +69,33 @@ EXPECTED_ROWS: list[dict[str, object]] = [
 
 LATEST_HEARTBEAT_AGE_SECONDS = {"server-a": 15, "server-b": None, "server-c": 600}
 EARLIEST_RESERVATION_AGE_SECONDS = {"server-a": 1200, "server-b": None, "server-c": 10800}
+
+EXAMPLE_TABLES = (
+    "commits",
+    "derivations",
+    "derivation_dependencies",
+    "build_reservations",
+    "derivation_statuses",
+)
+"""The Crystal Forge tables the example fills."""
+
+
+def copy_example(conn: psycopg.Connection, schema: str) -> None:
+    """Copy the loaded example into a new ``schema`` (same columns, keys and indexes), with
+    its reservation times shifted so their ages are again those of the example at load time
+    (the freshest heartbeat 15 seconds old), however long ago the example was loaded."""
+    conn.execute(sql.SQL("create schema {}").format(sql.Identifier(schema)))
+    for table in EXAMPLE_TABLES:
+        target, source = sql.Identifier(schema, table), sql.Identifier(SOURCE_SCHEMA, table)
+        conn.execute(sql.SQL("create table {} (like {} including all)").format(target, source))
+        conn.execute(sql.SQL("insert into {} select * from {}").format(target, source))
+    freshest = min(age for age in LATEST_HEARTBEAT_AGE_SECONDS.values() if age is not None)
+    conn.execute(
+        sql.SQL(
+            "update {table}"
+            " set reserved_at = reserved_at + shift, heartbeat_at = heartbeat_at + shift"
+            " from (select now() - max(heartbeat_at) - make_interval(secs => %s) as shift"
+            " from {table}) as ages"
+        ).format(table=sql.Identifier(schema, "build_reservations")),
+        [freshest],
+    )

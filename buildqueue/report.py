@@ -32,7 +32,8 @@ VIEW_COLUMNS = (
     "cache_status",
     "has_stale_workers",
 )
-"""The spec's 16 columns, in the view's order."""
+"""The spec's 16 columns, in the view's order (pytests/test_one_home.py checks them against
+the contract on view_build_queue_status)."""
 
 _COLOURS = {"green": "32", "yellow": "33", "red": "31", "dim": "2", "bold": "1"}
 

@@ -16,7 +16,7 @@ import pytest
 
 from buildqueue.database import Database
 from buildqueue.dbt import DbtError, DbtOutcome, DbtProject
-from buildqueue.example import EXPECTED_ROWS, SOURCE_SCHEMA
+from buildqueue.example import EXPECTED_ROWS, copy_example
 from buildqueue.paths import PROJECT_DIR
 from buildqueue.report import fetch_rows
 
@@ -39,7 +39,6 @@ CRYSTAL_FORGE_STATUSES = {
 }
 # Fixture statuses Crystal Forge does not have, and what they become there.
 NOT_IN_CRYSTAL_FORGE = {"scheduled": "dry-run-complete", "cache-push-failed": "failed"}
-TABLES = ("commits", "derivations", "derivation_dependencies", "build_reservations")
 MAPPING_LINE = (
     "queued = dry-run-complete 5 (scheduled: not in the table, skipped); "
     "build complete = build-complete 10; building = build-inprogress 8; "
@@ -52,15 +51,11 @@ def renumbered(database: Database, build: DbtOutcome) -> Iterator[str]:
     """A copy of the example in Crystal Forge's numbering, in a uniquely named schema."""
     schema = f"bq_status_names_{uuid.uuid4().hex[:8]}"
     with database.connect() as conn:
-        conn.execute(f"create schema {schema}")
-        for table in TABLES:
-            conn.execute(
-                f"create table {schema}.{table} (like {SOURCE_SCHEMA}.{table} including all)"
-            )
-            conn.execute(f"insert into {schema}.{table} select * from {SOURCE_SCHEMA}.{table}")
+        copy_example(conn, schema)
+        conn.execute(f"alter table {schema}.derivation_statuses rename to fixture_statuses")
         conn.execute(
             f"create table {schema}.derivation_statuses"
-            f" (like {SOURCE_SCHEMA}.derivation_statuses including all)"
+            f" (like {schema}.fixture_statuses including all)"
         )
         for name, status_id in CRYSTAL_FORGE_STATUSES.items():
             conn.execute(
@@ -73,7 +68,7 @@ def renumbered(database: Database, build: DbtOutcome) -> Iterator[str]:
             f"""
             update {schema}.derivations as derivations
             set status_id = renumbered.id
-            from {SOURCE_SCHEMA}.derivation_statuses as old
+            from {schema}.fixture_statuses as old
             inner join {schema}.derivation_statuses as renumbered
                 on renumbered.name = coalesce((%s::jsonb ->> old.name), old.name)
             where derivations.status_id = old.id

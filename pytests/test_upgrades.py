@@ -18,10 +18,9 @@ import pytest
 
 from buildqueue.database import Database
 from buildqueue.dbt import DbtOutcome, DbtProject
-from buildqueue.example import EXPECTED_ROWS, SOURCE_SCHEMA
+from buildqueue.example import EXPECTED_ROWS, copy_example
 from buildqueue.report import fetch_rows
 
-TABLES = ("commits", "derivations", "derivation_dependencies", "build_reservations")
 PAUSED = "view_build_queue_status is paused for a Crystal Forge upgrade"
 
 
@@ -54,14 +53,7 @@ def deployment(database: Database, build: DbtOutcome) -> Iterator[Deployment]:
         project=DbtProject(database, target="ci", schema=f"bq_upgrade_view_{suffix}"),
     )
     with database.connect() as conn:
-        conn.execute(f"create schema {found.source}")
-        for table in (*TABLES, "derivation_statuses"):
-            conn.execute(
-                f"create table {found.source}.{table} (like {SOURCE_SCHEMA}.{table} including all)"
-            )
-            conn.execute(
-                f"insert into {found.source}.{table} select * from {SOURCE_SCHEMA}.{table}"
-            )
+        copy_example(conn, found.source)
         conn.execute(f"create role {found.reader} login")
     try:
         found.deploy()
