@@ -1,9 +1,10 @@
-"""Serve the dbt docs site locally and drive a headless Chromium over it (no Selenium).
+"""Serve a folder locally and drive a headless Chromium over it (no Selenium).
 
 `serve_directory` runs Python's http.server on 127.0.0.1 in a thread. `HeadlessChromium`
 starts chromedriver (Debian packages `chromium` and `chromium-driver`) and speaks the
-W3C WebDriver protocol to it with urllib: open a URL, run JavaScript in the page, take
-a screenshot. That is all the docs-site test needs, without a browser-automation
+W3C WebDriver protocol to it with urllib: open a URL, run JavaScript in the page (also
+asynchronous JavaScript), take a screenshot. That is all the docs-site test and Grafana's
+transformation code (buildqueue.transformations) need, without a browser-automation
 dependency in the project.
 """
 
@@ -177,6 +178,16 @@ class HeadlessChromium:
         """Run JavaScript in the page (a function body; ``arguments`` holds ``args``)."""
         return self._call(
             "POST", f"/session/{self.session}/execute/sync", {"script": script, "args": list(args)}
+        )
+
+    def run_async(self, script: str, *args: Any) -> Any:
+        """Run asynchronous JavaScript; its result is what it passes to its last argument.
+
+        The script gets ``args`` in ``arguments`` followed by a callback: call it once the
+        work (a promise, say) is done. WebDriver's script timeout (30 s) bounds the wait.
+        """
+        return self._call(
+            "POST", f"/session/{self.session}/execute/async", {"script": script, "args": list(args)}
         )
 
     def wait_for(self, script: str, timeout: float | None = None) -> Any:

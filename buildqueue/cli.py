@@ -121,6 +121,18 @@ def run_in_subprocess(
     )
 
 
+def _install_grafana_code() -> None:
+    """Install @grafana/data for the dashboard check now, where the user sees npm's progress."""
+    from buildqueue import transformations
+
+    try:
+        transformations.install()
+    except transformations.TransformationsUnavailable as error:
+        print(f"the dashboard transformation check will be skipped: {error}", file=sys.stderr)
+    except transformations.TransformationError as error:
+        print(f"{error}\nthe dashboard transformation check will fail.", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     # Ctrl-C must stop every command (the watch loop prints "stopped.", the others
     # "interrupted.") even when we were started with SIGINT ignored: a shell without job
@@ -132,6 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # everything after `test` goes to pytest untouched (argparse would eat -q, -k ...)
         import pytest
 
+        _install_grafana_code()
         config = PROJECT_DIR / "pyproject.toml"
         return int(pytest.main(["-c", str(config), "--rootdir", str(PROJECT_DIR), *argv[1:]]))
     args = _parser().parse_args(argv)

@@ -400,7 +400,7 @@ def load_fleet(
     finally:
         tables.close()
     indexed = time.perf_counter()
-    project.invoke("run-operation", "create_source_indexes", "--args", f"{{schema: {schema}}}")
+    project.invoke("run-operation", "create_source_indexes", vars={"source_schema": schema})
     missing = dropped - set(secondary_indexes(conn, schema))
     if missing:
         raise RuntimeError(f"create_source_indexes did not rebuild {sorted(missing)}")

@@ -2,9 +2,15 @@
 
 No Grafana can be installed where the tests run, so this module does the parts of Grafana
 the tests need: it loads the provisioning files, lists every panel and alert query,
-checks that the pieces reference each other (uids, refIds, the data source), expands the
-PostgreSQL data source's macros (``$__timeFilter(col)`` ...) the way Grafana does, and
-evaluates an alert rule's reduce/threshold chain on the query's result.
+checks that the pieces reference each other (uids, refIds, the data source, the panels
+that reuse another panel's rows), expands the PostgreSQL data source's macros
+(``$__timeFilter(col)`` ...) the way Grafana does, and evaluates an alert rule's
+reduce/threshold chain on the query's result. The panels' transformations run in
+Grafana's own code: see `buildqueue.transformations`.
+
+One query per refresh: a single panel (the *source panel*) queries the view; the others
+use Grafana's built-in Dashboard data source on its rows, so a viewer's refresh costs the
+database one view query (`view_queries`), not one per panel.
 
 The macro expansion follows Grafana's PostgreSQL macro engine
 (pkg/tsdb/grafana-postgresql-datasource/macros.go): times are rendered as quoted
@@ -35,6 +41,21 @@ DASHBOARD_FILE = GRAFANA_DIR / "dashboards" / "build-queue.json"
 
 EXPRESSION_UID = "__expr__"
 """The pseudo data source of server-side expressions (reduce, threshold, math)."""
+
+DASHBOARD_DATASOURCE_UID = "-- Dashboard --"
+"""Grafana's built-in data source that hands a panel another panel's results."""
+
+VIEW_NAME = "view_build_queue_status"
+_READS_VIEW = re.compile(rf"\b{VIEW_NAME}\b", re.IGNORECASE)
+
+VIEW_QUERY_EXCEPTIONS: dict[int, str] = {
+    3: "Queue depth over time: it moves to the queue-history table (issue 11, point 2)",
+}
+"""Panels allowed to query the view besides the source panel, with the reason.
+
+An entry whose panel no longer reads the view is reported, so the exception goes away
+with the query it excused.
+"""
 
 _MACRO = re.compile(r"\$([_a-zA-Z0-9]+)\(([^\)]*)\)")
 _LEFTOVER = re.compile(r"\$\{?_*[a-zA-Z]")
@@ -95,6 +116,45 @@ def panel_targets(dashboard: dict[str, Any]) -> Iterator[tuple[dict[str, Any], d
             yield panel, target
 
 
+def is_dashboard_datasource(ref: Any) -> bool:
+    """Whether a panel's or target's datasource is Grafana's Dashboard data source."""
+    return _datasource_uid(ref) == DASHBOARD_DATASOURCE_UID
+
+
+def sql_targets(dashboard: dict[str, Any]) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+    """(panel, target) for every query a refresh sends to the database (``rawSql``).
+
+    Targets on the Dashboard data source send nothing: Grafana hands them the rows of
+    the panel they name (``panelId``).
+    """
+    for panel, target in panel_targets(dashboard):
+        if not is_dashboard_datasource(target.get("datasource") or panel.get("datasource")):
+            yield panel, target
+
+
+def view_queries(dashboard: dict[str, Any]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """The SQL targets that read the view: what one refresh of one viewer costs the view."""
+    return [
+        (panel, target)
+        for panel, target in sql_targets(dashboard)
+        if _READS_VIEW.search(str(target.get("rawSql", "")))
+    ]
+
+
+def source_panel(dashboard: dict[str, Any], panel: dict[str, Any]) -> dict[str, Any]:
+    """The panel whose rows a Dashboard-data-source ``panel`` reuses (a `GrafanaError`)."""
+    if not is_dashboard_datasource(panel.get("datasource")):
+        raise GrafanaError(f"panel {panel.get('id')} does not use the Dashboard data source")
+    targets = panel.get("targets") or []
+    if len(targets) != 1:
+        raise GrafanaError(f"panel {panel.get('id')} has {len(targets)} queries, not one")
+    (target,) = targets
+    matches = [p for p in panels(dashboard) if p.get("id") == target.get("panelId")]
+    if not matches:
+        raise GrafanaError(f"panel {panel.get('id')} reads unknown panel {target.get('panelId')}")
+    return matches[0]
+
+
 def alert_rules(alerting: dict[str, Any]) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
     """(group, rule) for every alert rule of the alerting provisioning file."""
     for group in alerting.get("groups", []):
@@ -151,14 +211,17 @@ def _dashboard_problems(dashboard: dict[str, Any], known: set[str]) -> list[str]
         name = f"panel {panel.get('id')} ({panel.get('title')!r})"
         if panel.get("type") == "row":
             continue
-        if _datasource_uid(panel.get("datasource")) not in known:
-            problems.append(f"{name}: data source {panel.get('datasource')} is not provisioned")
         targets = panel.get("targets") or []
         if not targets:
             problems.append(f"{name}: no query")
         ref_ids = [target.get("refId") for target in targets]
         if len(ref_ids) != len(set(ref_ids)) or None in ref_ids:
             problems.append(f"{name}: query refIds missing or repeated: {ref_ids}")
+        if is_dashboard_datasource(panel.get("datasource")):
+            problems += _reuse_problems(dashboard, panel, name)
+            continue
+        if _datasource_uid(panel.get("datasource")) not in known:
+            problems.append(f"{name}: data source {panel.get('datasource')} is not provisioned")
         for target in targets:
             uid = _datasource_uid(target.get("datasource") or panel.get("datasource"))
             if uid not in known:
@@ -169,6 +232,50 @@ def _dashboard_problems(dashboard: dict[str, Any], known: set[str]) -> list[str]
                 problems.append(
                     f"{name}: query {target.get('refId')} has no table/time_series format"
                 )
+    return problems + _view_query_problems(dashboard)
+
+
+def _reuse_problems(dashboard: dict[str, Any], panel: dict[str, Any], name: str) -> list[str]:
+    """A Dashboard-data-source panel: one target naming a panel that queries the database."""
+    targets = panel.get("targets") or []
+    if len(targets) != 1:
+        return [f"{name}: the Dashboard data source takes exactly one query, not {len(targets)}"]
+    (target,) = targets
+    problems = []
+    if not is_dashboard_datasource(target.get("datasource") or panel.get("datasource")):
+        problems.append(f"{name}: its query is not on the Dashboard data source")
+    if not isinstance(target.get("withTransforms"), bool):
+        problems.append(f"{name}: withTransforms must be true or false")
+    try:
+        source = source_panel(dashboard, panel)
+    except GrafanaError as error:
+        return [*problems, f"{name}: {error}"]
+    if source is panel or is_dashboard_datasource(source.get("datasource")):
+        problems.append(
+            f"{name}: reads panel {source.get('id')}, which sends no query of its own; "
+            "point panelId at the panel that queries the view"
+        )
+    return problems
+
+
+def _view_query_problems(dashboard: dict[str, Any]) -> list[str]:
+    """At most one panel queries the view per refresh; the others reuse its rows."""
+    problems = []
+    readers = [panel for panel, _ in view_queries(dashboard)]
+    for panel_id in VIEW_QUERY_EXCEPTIONS:
+        if panel_id not in {panel.get("id") for panel in readers}:
+            problems.append(
+                f"panel {panel_id} is excused from the one-view-query rule but does not query "
+                f"{VIEW_NAME}: remove it from VIEW_QUERY_EXCEPTIONS in buildqueue/grafana.py"
+            )
+    counted = [panel for panel in readers if panel.get("id") not in VIEW_QUERY_EXCEPTIONS]
+    if len(counted) > 1:
+        names = ", ".join(f"{p.get('id')} ({p.get('title')!r})" for p in counted)
+        problems.append(
+            f"{len(counted)} panels query {VIEW_NAME} on every refresh: {names}. Only one "
+            "may: give the others the Dashboard data source on that panel "
+            f'({{"uid": "{DASHBOARD_DATASOURCE_UID}"}}, panelId) and transformations'
+        )
     return problems
 
 
