@@ -13,7 +13,7 @@ import time
 import pytest
 
 from buildqueue.database import Database
-from buildqueue.dbt import DbtOutcome
+from buildqueue.dbt import DbtOutcome, DbtProject
 from buildqueue.paths import PROJECT_DIR
 
 HEADER = "view_build_queue_status at "
@@ -65,8 +65,11 @@ def _read_until(lines: queue.Queue[str | None], headers: int, timeout: float) ->
 
 @pytest.mark.parametrize("sigint_ignored", [False, True], ids=["foreground", "sigint-ignored"])
 def test_watch_refreshes_and_ctrl_c_exits_cleanly(
-    database: Database, build: DbtOutcome, sigint_ignored: bool
+    database: Database, project: DbtProject, build: DbtOutcome, sigint_ignored: bool
 ) -> None:
+    # TOTALS counts server-a as fresh: its heartbeat is 15 s old at load time, so on a
+    # slow machine an example loaded more than ~5 minutes earlier no longer matches.
+    project.load_fixtures()
     process = _watch(database, "--target", "ci", "--watch", "0.5", sigint_ignored=sigint_ignored)
     try:
         lines = _lines(process.stdout)
