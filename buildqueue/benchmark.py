@@ -357,6 +357,28 @@ def bench_command(database: Database, args: Any) -> int:
             file=sys.stderr,
         )
         return 2
+    if args.history_curve:
+        if not all(size.isdigit() and int(size) > 0 for size in args.sizes):
+            print(
+                f"error: --history-curve takes queue sizes (e.g. 250 500), not {args.sizes}",
+                file=sys.stderr,
+            )
+            return 2
+        try:
+            run_history_curve(
+                database,
+                tuple(int(size) for size in args.sizes) or CURVE_QUEUE_SIZES,
+                runs=args.runs,
+                seed=args.seed,
+                target=args.target,
+            )
+        except ValueError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        except ResultMismatch as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
+        return 0
     sizes = args.sizes or [shape.label for shape in DEFAULT_SHAPES]
     try:
         shapes = tuple(parse_shape(size, args.seed) for size in sizes)
@@ -384,3 +406,211 @@ def parse_shape(text: str, seed: int = 1) -> FleetShape:
             f"bad fleet size {text!r}: expected SYSTEMSxPACKAGES, optionally +hHISTORY "
             "(e.g. 1000x1000 or 1000x1000+h10)"
         ) from error
+
+
+# --- the history curve (issue 11, point 4) ------------------------------------------------
+
+CURVE_QUEUE_SIZES = (250, 500, 750, 1000, 1250, 1500, 1750, 2000)
+CURVE_PACKAGES = 1000
+CURVE_HISTORY = 10
+CURVE_LIMIT = 1.5
+"""With history the view's median must stay within this factor of the no-history one."""
+UNQUEUED_STATUS = "dry-run-failed"
+"""Where the curve parks the queued systems it takes out of the queue: neither queued nor
+finished, so the history does not grow as the queue shrinks."""
+
+
+@dataclass
+class CurvePoint:
+    """The view at one queue size on one fleet."""
+
+    queued: int
+    seconds: list[float]
+    plan: str
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.seconds)
+
+
+def set_queue_size(
+    conn: psycopg.Connection, schema: str, queued: list[tuple[int, int]], size: int
+) -> None:
+    """Keep the first ``size`` of ``queued`` (id, status) in the queue, park the rest.
+
+    Then ``vacuum (analyze)`` the table, as autovacuum does on a live database after
+    changes: statistics current, visibility map set.
+    """
+    ids = status_ids()
+    keep, park = queued[:size], queued[size:]
+    table = sql.Identifier(schema, "derivations")
+    with conn.transaction():
+        conn.execute(
+            sql.SQL(
+                "update {} as d set status_id = v.status from unnest(%s::int[], %s::int[]) "
+                "as v(id, status) where d.id = v.id and d.status_id is distinct from v.status"
+            ).format(table),
+            [
+                [i for i, _ in keep] + [i for i, _ in park],
+                [s for _, s in keep] + [ids[UNQUEUED_STATUS]] * len(park),
+            ],
+        )
+    conn.execute(sql.SQL("vacuum (analyze) {}").format(table))
+
+
+def all_visible(conn: psycopg.Connection, schema: str) -> str:
+    """Share of heap pages marked all-visible per big table (what index-only scans need)."""
+    rows = conn.execute(
+        """
+        select relname, relallvisible::float / greatest(relpages, 1)
+        from pg_class
+        where relnamespace = to_regnamespace(%s)
+            and relname in ('derivations', 'derivation_dependencies')
+        order by relname
+        """,
+        [schema],
+    ).fetchall()
+    return ", ".join(f"{name} {share:.0%}" for name, share in rows)
+
+
+HISTORY_SOURCE_SCHEMA = "fleet_bench_history"
+HISTORY_VIEW_SCHEMA = "fleet_bench_history_view"
+
+
+@dataclass
+class CurveFleet:
+    """One fleet of the curve: where it is loaded, its view, its queued systems."""
+
+    shape: FleetShape
+    source_schema: str
+    view_schema: str
+    queued: list[tuple[int, int]] = field(default_factory=list)
+    """(id, status) of every queued system, in the order the queue keeps them."""
+    points: list[CurvePoint] = field(default_factory=list)
+
+
+def load_curve_fleet(
+    database: Database, conn: psycopg.Connection, fleet: CurveFleet, target: str, log: Any
+) -> None:
+    """Load the fleet into its own schema, build the view over it, list its queue."""
+    project = DbtProject(database, target=target, schema=fleet.view_schema)
+    log(f"[{fleet.shape.label}] generating and loading ...")
+    stats = load_fleet(project, conn, fleet.source_schema, fleet.shape)
+    log(f"[{fleet.shape.label}] {stats.describe()}")
+    project.invoke(
+        "run", "--select", "view_build_queue_status", vars={"source_schema": fleet.source_schema}
+    )
+    fleet.queued = queued_systems(conn, fleet.source_schema)
+
+
+def queued_systems(conn: psycopg.Connection, schema: str) -> list[tuple[int, int]]:
+    """(id, status) of the queued systems, in a fixed pseudo-random order (id hash)."""
+    ids = status_ids()
+    rows = conn.execute(
+        sql.SQL(
+            "select id, status_id from {} where derivation_type = 'nixos' "
+            "and status_id = any(%s) order by hashint4(id), id"
+        ).format(sql.Identifier(schema, "derivations")),
+        [[ids[name] for name in settings()["queued_system_statuses"] if name in ids]],
+    ).fetchall()
+    return [(int(i), int(s)) for i, s in rows]
+
+
+def time_curve_point(
+    conn: psycopg.Connection, fleets: list[CurveFleet], size: int, runs: int, log: Any
+) -> None:
+    """Set every fleet's queue to ``size``, then time the views alternately.
+
+    Alternating puts the fleets under the same load from other tenants of the machine,
+    so the ratio means something even when the absolute times do not.
+    """
+    views = []
+    for fleet in fleets:
+        if size > len(fleet.queued):
+            raise ValueError(f"queue size {size} exceeds the fleet's {len(fleet.queued)} systems")
+        set_queue_size(conn, fleet.source_schema, fleet.queued, size)
+        views.append(view_query(fleet.view_schema))
+        _timed(conn, views[-1])  # warm-up
+    seconds: list[list[float]] = [[] for _ in fleets]
+    for _ in range(runs):
+        for index, view in enumerate(views):
+            elapsed, result = _timed(conn, view)
+            seconds[index].append(elapsed)
+            if len(result) != size:
+                raise ResultMismatch(f"{len(result)} rows in the view, {size} queued")
+    for fleet, view, times in zip(fleets, views, seconds, strict=True):
+        point = CurvePoint(size, times, describe_plan(conn, view))
+        fleet.points.append(point)
+        log(
+            f"[{fleet.shape.label}] queue {size:5}: view {point.median * 1000:7.1f} ms | "
+            f"{point.plan} | all-visible: {all_visible(conn, fleet.source_schema)}"
+        )
+
+
+def format_curve(
+    without: list[CurvePoint], with_history: list[CurvePoint], history: int, largest: int
+) -> str:
+    """The curve as a Markdown table: both medians, the ratio, both plans."""
+    lines = [
+        f"| queued systems | no history | {history}x history ({history * largest:,} finished "
+        "systems) | ratio | within "
+        f"{CURVE_LIMIT}x | plan without history | plan with history |",
+        "| ---: | ---: | ---: | ---: | --- | --- | --- |",
+    ]
+    for plain, history_point in zip(without, with_history, strict=True):
+        ratio = history_point.median / plain.median
+        lines.append(
+            f"| {plain.queued:,} | {plain.median * 1000:.0f} ms | "
+            f"{history_point.median * 1000:.0f} ms | {ratio:.2f}x | "
+            f"{'yes' if ratio <= CURVE_LIMIT else '**no**'} | {plain.plan} | "
+            f"{history_point.plan} |"
+        )
+    return "\n".join(lines)
+
+
+def run_history_curve(
+    database: Database,
+    sizes: tuple[int, ...] = CURVE_QUEUE_SIZES,
+    *,
+    packages: int = CURVE_PACKAGES,
+    history: int = CURVE_HISTORY,
+    runs: int = 5,
+    seed: int = 1,
+    target: str = "dev",
+    output_dir: Path = OUTPUT_DIR,
+    log: Any = print,
+) -> str:
+    """The view's median per queue size without and with history; prints the table.
+
+    Two fleets of ``max(sizes)`` queued systems x ``packages``, one without history and
+    one with ``history`` finished evaluations per queued host, each in its own schema
+    and loaded once; the queue is shrunk step by step (`set_queue_size`), so the history
+    stays the same (``history`` x the largest queue) at every size.
+    """
+    largest = max(sizes)
+    fleets = [
+        CurveFleet(FleetShape(largest, packages, seed=seed), SOURCE_SCHEMA, VIEW_SCHEMA),
+        CurveFleet(
+            FleetShape(largest, packages, history=history, seed=seed),
+            HISTORY_SOURCE_SCHEMA,
+            HISTORY_VIEW_SCHEMA,
+        ),
+    ]
+    with database.connect() as conn:
+        server = conn.execute("select version()").fetchone()[0]
+        for fleet in fleets:
+            load_curve_fleet(database, conn, fleet, target, log)
+        for size in sorted(sizes, reverse=True):
+            time_curve_point(conn, fleets, size, runs, log)
+    without, with_history = (sorted(f.points, key=lambda p: p.queued) for f in fleets)
+    table = format_curve(without, with_history, history, largest)
+    header = (
+        f"machine: {machine()}\nserver: {server.split(' on ')[0]}\n"
+        f"median of {runs} runs after a warm-up, the two fleets alternating, {packages} "
+        f"packages per system; the queue shrunk from {largest} by parking systems as "
+        f"{UNQUEUED_STATUS}, then vacuum (analyze)"
+    )
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / "history-curve.md").write_text(header + "\n\n" + table + "\n")
+    print("\n" + header + "\n\n" + table)
+    return table

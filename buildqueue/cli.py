@@ -6,7 +6,7 @@
     buildqueue show [--watch N]    print the view as it is (no build)
     buildqueue view-sql [--vars Y] print the view's create-or-replace statement (migrations)
     buildqueue test [PYTEST ARGS]  the whole test suite (dbt build runs inside it)
-    buildqueue load                20 dashboard clients for 30 s on a 1000 x 200 fleet
+    buildqueue load [SIZES...]     how many Grafana viewers a fleet's view carries
     buildqueue bench [SIZES...]    time the view on synthetic fleets (docs/performance.md)
 
 Every command takes --database (embedded | env | testcontainers | DSN; default
@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -50,17 +51,27 @@ def _parser() -> argparse.ArgumentParser:
     view_sql.add_argument("--vars", help="dbt vars as YAML, e.g. '{source_schema: public}'")
     dbt = sub.add_parser("dbt", parents=[common], help="run any dbt command")
     dbt.add_argument("args", nargs=argparse.REMAINDER)
-    load = sub.add_parser("load", parents=[common], help="concurrent dashboard load report")
-    load.add_argument("--systems", type=int, default=1000, help="queued systems (1000)")
-    load.add_argument("--packages", type=int, default=200, help="packages per system (200)")
-    load.add_argument("--clients", type=int, default=20, help="concurrent clients (20)")
-    load.add_argument("--seconds", type=float, default=30.0, help="duration (30)")
+    load = sub.add_parser("load", parents=[common], help="Grafana viewer capacity table")
+    load.add_argument("sizes", nargs="*", help="fleets (default: 100x100 1000x200 1000x1000)")
+    load.add_argument(
+        "--refresh", type=float, nargs="+", default=[1.0, 5.0], help="refresh periods s (1 5)"
+    )
+    load.add_argument("--step-seconds", type=float, default=20.0, help="run per V (20)")
+    load.add_argument("--p99", type=float, default=1.0, help="latency limit s (1)")
+    load.add_argument("--max-viewers", type=int, default=256, help="search cap (256)")
+    load.add_argument("--seed", type=int, default=1, help="fleet generator seed")
+    load.add_argument("--dashboard", type=Path, help="dashboard JSON (grafana/dashboards/...)")
     sub.add_parser("test", help="run the whole test suite (arguments go to pytest)")
     bench = sub.add_parser("bench", parents=[common], help="benchmark on synthetic fleets")
     bench.add_argument("sizes", nargs="*", help="e.g. 1000x1000 1000x1000+h10 (default: all)")
     bench.add_argument("--runs", type=int, default=5, help="timed runs per query (median)")
     bench.add_argument("--seed", type=int, default=1, help="fleet generator seed")
     bench.add_argument("--no-baseline", action="store_true", help="time the view only")
+    bench.add_argument(
+        "--history-curve",
+        action="store_true",
+        help="view median per queue size (SIZES: 250 500 ...) without and with 10x history",
+    )
     return parser
 
 
@@ -144,7 +155,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         # everything after `test` goes to pytest untouched (argparse would eat -q, -k ...)
         import pytest
 
+        from buildqueue.docker_engine import prepare_for_tests
+
         _install_grafana_code()
+        prepare_for_tests()  # Docker + the PostgreSQL 15 image for the container tests
         config = PROJECT_DIR / "pyproject.toml"
         return int(pytest.main(["-c", str(config), "--rootdir", str(PROJECT_DIR), *argv[1:]]))
     args = _parser().parse_args(argv)
@@ -161,17 +175,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "show":
             show_view(db, project.view_schema(), args.watch)
         elif args.command == "load":
-            from buildqueue.load import LOAD_VIEW_SCHEMA, run_load
+            from buildqueue.capacity import load_command
 
-            project.schema = LOAD_VIEW_SCHEMA
-            report = run_load(
-                project,
-                systems=args.systems,
-                packages=args.packages,
-                clients=args.clients,
-                seconds=args.seconds,
-            )
-            print(report.describe())
+            return load_command(project, args)
         elif args.command == "bench":
             from buildqueue.benchmark import bench_command
 

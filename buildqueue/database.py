@@ -9,7 +9,8 @@ There is one way in per backend, and `open_database` is the one place that choos
   PGUSER, PGPASSWORD, PGDATABASE).
 * a DSN (``postgresql://user:pass@host:5432/db`` or ``host=... dbname=...``): an existing
   server.
-* ``testcontainers``: a throw-away ``postgres`` container (needs a Docker engine).
+* ``testcontainers``: a throw-away PostgreSQL 15 container on 127.0.0.1 (needs a Docker
+  engine; the image is set by $BUILDQUEUE_POSTGRES_IMAGE, see buildqueue.container_image).
 
 The choice comes from the ``--database`` option of the CLI or the ``BUILDQUEUE_DATABASE``
 environment variable.
@@ -17,13 +18,16 @@ environment variable.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import logging
 import os
-import shutil
+import secrets
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
@@ -32,6 +36,13 @@ from buildqueue.paths import SCRATCH_DIR
 
 BACKEND_ENV = "BUILDQUEUE_DATABASE"
 CONNECT_TIMEOUT_SECONDS = 5
+LOOPBACK = "127.0.0.1"
+"""The only address the testcontainers backend publishes its port on and connects to."""
+CONTAINER_PORT = 5432
+READY_POLL_SECONDS = 0.25
+READY_TIMEOUT_SECONDS = 120
+OWNER_LABEL = "buildqueue.owner-pid"
+"""Label on our containers: the pid that started them (orphans are removed by the next start)."""
 
 
 class DatabaseError(Exception):
@@ -202,32 +213,132 @@ def from_dsn(dsn: str) -> Database:
 
 
 def start_testcontainers() -> Database:
-    """A throw-away PostgreSQL container; `BackendUnavailable` without a Docker engine."""
-    if shutil.which("docker") is None and not os.environ.get("DOCKER_HOST"):
-        raise BackendUnavailable("no Docker client or DOCKER_HOST on this machine")
+    """A throw-away PostgreSQL container, reached on 127.0.0.1 only.
+
+    The image is `buildqueue.container_image`'s ($BUILDQUEUE_POSTGRES_IMAGE, default the
+    official postgres:15; built here from Debian packages when no registry is reachable).
+    Its port is published on the loopback address only, and we connect there, never to
+    the container's own address. testcontainers' reaper (Ryuk) is off, as its image cannot
+    be pulled everywhere: the container is removed by `Database.stop`, at interpreter exit
+    (an interrupted run), and, if this process was killed, by the next start.
+
+    `BackendUnavailable` (tests skip) only when Docker cannot be used here; once an engine
+    answers, a container that does not start is a `DatabaseError` (tests fail).
+    """
+    from buildqueue import container_image, docker_engine
+
+    engine = docker_engine.client()
     try:
-        import docker  # installed with testcontainers
         from testcontainers.community.postgres import PostgresContainer
+        from testcontainers.core.config import testcontainers_config
     except ImportError as error:
-        raise BackendUnavailable(f"testcontainers is not installed ({error})") from error
-    try:
-        docker.from_env().ping()
-    except Exception as error:
-        raise BackendUnavailable(f"no Docker engine answers ({error})") from error
-    container = PostgresContainer("postgres:16-alpine", driver=None)
+        raise BackendUnavailable(
+            f"testcontainers is not installed ({error}). Fix: pip install -e '.[test]'."
+        ) from error
+    testcontainers_config.ryuk_disabled = True
+    # readiness is probed every 0.25 s instead of every second (still 120 s at most)
+    testcontainers_config.sleep_time = READY_POLL_SECONDS
+    testcontainers_config.max_tries = int(READY_TIMEOUT_SECONDS / READY_POLL_SECONDS)
+    image = container_image.ensure_image(engine)
+    remove_orphan_containers(engine)
+    container = PostgresContainer(
+        image,
+        username="buildqueue",
+        password=secrets.token_hex(16),
+        dbname="buildqueue",
+        driver=None,
+    )
+    container.ports[str(CONTAINER_PORT)] = (LOOPBACK, None)  # type: ignore[assignment]
+    container.with_kwargs(labels={OWNER_LABEL: str(os.getpid())})
+    remove = _container_remover(container)
     try:
         container.start()
-    except Exception as error:
-        raise BackendUnavailable(f"the postgres container could not start ({error})") from error
+        port = _loopback_port(engine, container.get_container_id())
+    except BaseException as error:
+        logs = _container_log_tail(container)
+        remove()
+        if not isinstance(error, Exception):
+            raise  # Ctrl-C: the container is gone, the interrupt goes on
+        raise DatabaseError(
+            f"The PostgreSQL container ({image}) did not start: {str(error).strip()}. "
+            f"Fix: check the image ({container_image.IMAGE_ENV}) and `docker info`. "
+            f"Container log tail:\n{logs}"
+        ) from error
     return Database(
-        host=container.get_container_host_ip(),
-        port=int(container.get_exposed_port(5432)),
+        host=LOOPBACK,
+        port=port,
         user=container.username,
         password=container.password,
         dbname=container.dbname,
         backend="testcontainers",
-        _stop=container.stop,
+        _stop=remove,
     )
+
+
+def remove_orphan_containers(engine: Any) -> list[str]:
+    """Remove our containers whose owning process is gone (a run that was killed).
+
+    Returns the ids removed. Containers of live processes (other test runs on this
+    machine) are left alone.
+    """
+    import docker
+
+    removed = []
+    for orphan in engine.containers.list(all=True, filters={"label": OWNER_LABEL}):
+        owner = int(orphan.labels.get(OWNER_LABEL, "0") or 0)
+        if owner and _process_alive(owner):
+            continue
+        with contextlib.suppress(docker.errors.NotFound):
+            orphan.remove(force=True, v=True)
+            removed.append(orphan.id)
+    return removed
+
+
+def _container_remover(container: Any) -> Callable[[], None]:
+    """A once-only `remove the container`, also registered to run at interpreter exit."""
+    import docker
+
+    def remove() -> None:
+        atexit.unregister(remove)
+        if getattr(container, "_container", None) is None:
+            return
+        with contextlib.suppress(docker.errors.NotFound):
+            container.stop()  # testcontainers' stop: force-remove, volumes included
+        container._container = None
+
+    atexit.register(remove)
+    return remove
+
+
+def _loopback_port(engine: Any, container_id: str) -> int:
+    """The host port of CONTAINER_PORT; refuses any binding that is not on 127.0.0.1."""
+    bindings = engine.api.port(container_id, CONTAINER_PORT) or []
+    addresses = sorted({binding["HostIp"] for binding in bindings})
+    if addresses != [LOOPBACK]:
+        raise DatabaseError(
+            f"The container's port {CONTAINER_PORT} is published on {addresses or 'nothing'}, "
+            f"not on {LOOPBACK} only."
+        )
+    return int(bindings[0]["HostPort"])
+
+
+def _container_log_tail(container: Any, lines: int = 20) -> str:
+    try:
+        stdout, stderr = container.get_logs()
+    except Exception as error:  # the container may not exist at all
+        return f"(no log: {error})"
+    text = (stdout + stderr).decode(errors="replace").strip().splitlines()
+    return "\n".join(text[-lines:]) or "(empty)"
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def open_database(choice: str | None = None) -> Database:

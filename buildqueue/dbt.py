@@ -30,6 +30,7 @@ _LOCK = threading.Lock()
 FAILED_STATUSES = {"error", "fail", "runtime error"}
 PROFILES_DIR_ENV = "DBT_PROFILES_DIR"
 PROFILE_NAME = "buildqueue"
+AUDIT_SCHEMA_ENV = "BUILDQUEUE_AUDIT_SCHEMA"
 _ENV_VAR = re.compile(r"\{\{\s*env_var\(\s*'(\w+)'\s*(?:,\s*'([^']*)'\s*)?\)\s*\}\}")
 _CONNECTION_FAILURE_MARKS = ("connection to server", "could not connect to server")
 
@@ -68,6 +69,10 @@ class DbtProject:
     schema: str | None = None
     quiet: bool = True
     project_dir: Path = PROJECT_DIR
+    vars: dict[str, Any] = field(default_factory=dict)
+    """Vars given to every command (a command's own vars win), e.g. a source_schema."""
+    audit_schema: str | None = None
+    """Where `dbt test --store-failures` keeps failing rows (default dbt_test__audit)."""
 
     @property
     def profiles_dir(self) -> Path:
@@ -107,6 +112,8 @@ class DbtProject:
         env = {**self.database.env(), "DBT_TARGET": self.target}
         if self.schema:
             env["BUILDQUEUE_SCHEMA"] = self.schema
+        if self.audit_schema:
+            env[AUDIT_SCHEMA_ENV] = self.audit_schema
         return env
 
     def invoke(
@@ -128,6 +135,7 @@ class DbtProject:
         for option, value in defaults.items():
             if not _has_option(command, option):
                 command += [option, value]
+        vars = {**self.vars, **(vars or {})}
         if vars:
             command += ["--vars", json.dumps(vars)]
         if self.quiet:

@@ -6,10 +6,16 @@ the same rows in SQL. Times that are relative to load time are given as ages.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import psycopg
 from psycopg import sql
+
+if TYPE_CHECKING:
+    from buildqueue.database import Database
+    from buildqueue.dbt import DbtOutcome, DbtProject
 
 SOURCE_SCHEMA = "crystal_forge_example"
 """Where the fixtures load (var source_schema's default)."""
@@ -80,15 +86,16 @@ EXAMPLE_TABLES = (
 """The Crystal Forge tables the example fills."""
 
 
-def copy_example(conn: psycopg.Connection, schema: str) -> None:
-    """Copy the loaded example into a new ``schema`` (same columns, keys and indexes), with
-    its reservation times shifted so their ages are again those of the example at load time
-    (the freshest heartbeat 15 seconds old), however long ago the example was loaded."""
+def copy_example(conn: psycopg.Connection, schema: str, source: str = SOURCE_SCHEMA) -> None:
+    """Copy the example loaded in ``source`` into a new ``schema`` (same columns, keys and
+    indexes), with its reservation times shifted so their ages are again those of the
+    example at load time (the freshest heartbeat 15 seconds old), however long ago the
+    example was loaded."""
     conn.execute(sql.SQL("create schema {}").format(sql.Identifier(schema)))
     for table in EXAMPLE_TABLES:
-        target, source = sql.Identifier(schema, table), sql.Identifier(SOURCE_SCHEMA, table)
-        conn.execute(sql.SQL("create table {} (like {} including all)").format(target, source))
-        conn.execute(sql.SQL("insert into {} select * from {}").format(target, source))
+        target, loaded = sql.Identifier(schema, table), sql.Identifier(source, table)
+        conn.execute(sql.SQL("create table {} (like {} including all)").format(target, loaded))
+        conn.execute(sql.SQL("insert into {} select * from {}").format(target, loaded))
     freshest = min(age for age in LATEST_HEARTBEAT_AGE_SECONDS.values() if age is not None)
     conn.execute(
         sql.SQL(
@@ -99,3 +106,25 @@ def copy_example(conn: psycopg.Connection, schema: str) -> None:
         ).format(table=sql.Identifier(schema, "build_reservations")),
         [freshest],
     )
+
+
+@dataclass
+class ExampleDatabase:
+    """The spec's example, loaded and built on one database: where its schemas are."""
+
+    database: Database
+    project: DbtProject
+    source_schema: str
+    outcome: DbtOutcome
+
+    @property
+    def view_schema(self) -> str:
+        return self.project.view_schema()
+
+    def connect_view(self) -> psycopg.Connection:
+        """An autocommit connection reading the view, like Grafana (search_path: its schema)."""
+        return self.database.connect(options=f"-c search_path={self.view_schema}")
+
+    def connect_source(self) -> psycopg.Connection:
+        """An autocommit connection to the Crystal Forge tables, like a worker."""
+        return self.database.connect(options=f"-c search_path={self.source_schema}")

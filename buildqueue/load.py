@@ -1,12 +1,9 @@
-"""Dashboard-like load on the view: pollers, a scale fixture and the `buildqueue load` report.
+"""Pollers of the view, and the scratch schemas of `buildqueue load`.
 
 `poll_view` is one Grafana-like client: its own connection, one short autocommit
 transaction per query, every row fetched. The redeploy tests run it while dbt rebuilds
-the view; `run_load` runs many of them at once against a fleet-sized database and
-reports throughput, p50/p99 latency and errors.
-
-`populate_fleet` fills a scratch source schema with a fleet of ``systems`` x ``packages``
-from ``buildqueue.fleet``, the generator the benchmark uses.
+the view. The capacity search of `buildqueue load` (viewers sending the dashboard's own
+queries) lives in `buildqueue.capacity`, and uses `percentile` from here.
 """
 
 from __future__ import annotations
@@ -20,8 +17,6 @@ from dataclasses import dataclass, field
 import psycopg
 
 from buildqueue.database import Database, DatabaseError
-from buildqueue.dbt import DbtProject
-from buildqueue.fleet import FleetShape, load_fleet
 from buildqueue.report import view_query
 
 LOAD_SOURCE_SCHEMA = "crystal_forge_load"
@@ -129,58 +124,3 @@ def percentile(values: list[float], share: float) -> float:
     if len(values) == 1:
         return values[0]
     return statistics.quantiles(values, n=1000, method="inclusive")[round(share * 1000) - 1]
-
-
-def populate_fleet(project: DbtProject, schema: str, systems: int, packages: int) -> None:
-    """Fill ``schema`` with a synthetic fleet of ``systems`` x ``packages`` (buildqueue.fleet).
-
-    The same deterministic generator the benchmark uses: real table shapes from the dbt
-    macro, rows through COPY, then the source indexes and statistics.
-    """
-    with project.database.connect() as conn:
-        load_fleet(project, conn, schema, FleetShape(systems=systems, packages=packages))
-
-
-@dataclass
-class LoadReport:
-    """The result of `run_load`."""
-
-    clients: int
-    seconds: float
-    systems: int
-    stats: PollStats
-
-    def describe(self) -> str:
-        latencies = self.stats.latencies
-        rows = ", ".join(f"{n} rows x{c}" for n, c in sorted(self.stats.row_counts.items()))
-        return "\n".join(
-            [
-                f"{self.clients} clients for {self.seconds:.1f}s over {self.systems} systems",
-                f"  queries:    {self.stats.queries}",
-                f"  throughput: {len(latencies) / self.seconds:.1f} queries/s",
-                f"  latency:    p50 {percentile(latencies, 0.5) * 1000:.1f} ms, "
-                f"p99 {percentile(latencies, 0.99) * 1000:.1f} ms, "
-                f"max {max(latencies, default=float('nan')) * 1000:.1f} ms",
-                f"  errors:     {len(self.stats.errors)}"
-                + (f" (first: {self.stats.errors[0]})" if self.stats.errors else ""),
-                f"  row counts: {rows or '-'}",
-            ]
-        )
-
-
-def run_load(
-    project: DbtProject,
-    *,
-    systems: int = 1000,
-    packages: int = 200,
-    clients: int = 20,
-    seconds: float = 30.0,
-    source_schema: str = LOAD_SOURCE_SCHEMA,
-) -> LoadReport:
-    """Populate a scratch fleet, build the view over it, then poll with ``clients`` threads."""
-    populate_fleet(project, source_schema, systems, packages)
-    project.invoke("run", vars={"source_schema": source_schema})
-    schema = project.schema or LOAD_VIEW_SCHEMA
-    with Pollers(project.database, schema, clients) as pollers:
-        time.sleep(seconds)
-    return LoadReport(clients, pollers.seconds, systems, pollers.stats)

@@ -2,6 +2,8 @@
 
 The database backend is chosen by $BUILDQUEUE_DATABASE (embedded by default); see
 buildqueue.database. dbt runs in-process through buildqueue.dbt, once per session.
+Everything the session creates on the server is uniquely named and dropped, and the run
+fails if the server's schemas or roles differ at the end (pytests/support/scratch.py).
 """
 
 from __future__ import annotations
@@ -11,22 +13,37 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from buildqueue.database import Database, open_database
+from buildqueue.database import BackendUnavailable, Database, open_database, start_testcontainers
 from buildqueue.dbt import DbtOutcome, DbtProject
 from buildqueue.docs import DocsArtifacts, generate_docs
-from buildqueue.example import CI_VIEW_SCHEMA as VIEW_SCHEMA
+from buildqueue.example import ExampleDatabase
+from support.scratch import (
+    EXAMPLE_SCHEMA,
+    VIEW_SCHEMA,
+    drop_schemas,
+    nothing_left_behind,
+    scratch_name,
+)
+
+pytest_plugins = ["support.scratch_fixtures"]
 
 
 @pytest.fixture(scope="session")
 def database() -> Iterator[Database]:
     db = open_database()
-    yield db
-    db.stop()
+    try:
+        with nothing_left_behind(db):
+            yield db
+    finally:
+        db.stop()
 
 
 @pytest.fixture(scope="session")
-def project(database: Database) -> DbtProject:
-    return DbtProject(database, target="ci", schema=VIEW_SCHEMA)
+def project(database: Database) -> Iterator[DbtProject]:
+    yield DbtProject(
+        database, target="ci", schema=VIEW_SCHEMA, vars={"source_schema": EXAMPLE_SCHEMA}
+    )
+    drop_schemas(database, [VIEW_SCHEMA, EXAMPLE_SCHEMA])
 
 
 @pytest.fixture(scope="session")
@@ -36,17 +53,10 @@ def build(project: DbtProject) -> DbtOutcome:
 
 
 @pytest.fixture
-def conn(database: Database, build: DbtOutcome) -> Iterator[psycopg.Connection]:
+def conn(database: Database, fresh_example: DbtProject) -> Iterator[psycopg.Connection]:
     """An autocommit connection to the built example (search_path: the view's schema)."""
     with database.connect(options=f"-c search_path={VIEW_SCHEMA}") as connection:
         yield connection
-
-
-@pytest.fixture
-def reload_fixtures(project: DbtProject, build: DbtOutcome) -> Iterator[None]:
-    """For tests that write to the source tables: the example is reloaded afterwards."""
-    yield
-    project.load_fixtures()
 
 
 @pytest.fixture(scope="session")
@@ -55,7 +65,7 @@ def docs(project: DbtProject, build: DbtOutcome) -> DocsArtifacts:
     return generate_docs(project)
 
 
-READER_ROLE = "buildqueue_test_reader"
+READER_ROLE = scratch_name("reader")
 
 
 @pytest.fixture(scope="session")
@@ -76,3 +86,75 @@ def _role_exists(connection: psycopg.Connection) -> bool:
     return bool(
         connection.execute("select 1 from pg_roles where rolname = %s", [READER_ROLE]).fetchone()
     )
+
+
+# --- PostgreSQL 15 in a container (testcontainers), next to the default database ---------
+
+
+@pytest.fixture(scope="session")
+def container_database() -> Iterator[Database]:
+    """A `Database` in a throw-away PostgreSQL 15 container, reached on 127.0.0.1.
+
+    Skips with the reason where Docker cannot be used (not root, no engine, no image);
+    `./run test` installs and starts Docker as root on Debian, so there it runs. The
+    container is removed at the end of the session. `.connect()` and `.env()` work from
+    this host like any other `Database`.
+    """
+    try:
+        db = start_testcontainers()
+    except BackendUnavailable as error:
+        pytest.skip(f"no PostgreSQL container here: {error}")
+    yield db
+    db.stop()
+
+
+@pytest.fixture(scope="session", params=["default", "container"])
+def example(request: pytest.FixtureRequest) -> Iterator[ExampleDatabase]:
+    """The built example on the default database and on the PostgreSQL 15 container.
+
+    Tests using it run once per database. On the container the example goes to its own
+    uniquely named schemas (view and source), dropped at the end of the session.
+    """
+    if request.param == "default":
+        project = request.getfixturevalue("project")
+        outcome = request.getfixturevalue("build")
+        # Reload: the example's heartbeats are relative to load time and the session's
+        # build may be minutes old by now (server-a's 15 s heartbeat would turn stale).
+        project.load_fixtures()
+        yield ExampleDatabase(project.database, project, EXAMPLE_SCHEMA, outcome)
+        return
+    db = request.getfixturevalue("container_database")
+    source_schema = scratch_name("container_example")
+    project = DbtProject(
+        db, target="ci", schema=scratch_name("container_ci"), vars={"source_schema": source_schema}
+    )
+    try:
+        yield ExampleDatabase(db, project, source_schema, project.build(fixtures=True))
+    finally:
+        with db.connect() as connection:
+            for schema in (project.view_schema(), source_schema):
+                connection.execute(f"drop schema if exists {schema} cascade")
+
+
+@pytest.fixture
+def example_conn(example: ExampleDatabase) -> Iterator[psycopg.Connection]:
+    """A connection reading the example's view, on each database in turn."""
+    with example.connect_view() as connection:
+        yield connection
+
+
+@pytest.fixture
+def reload_example(example: ExampleDatabase) -> Iterator[None]:
+    """For tests that write to the example's source tables: it is reloaded afterwards."""
+    yield
+    example.project.load_fixtures()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run tests marked `last` after all others, keeping the order within each group.
+
+    The deploy rehearsal takes minutes; the session's example has heartbeats relative to
+    when it was loaded (15 s ago for server-a), so checks of it that ran after the
+    rehearsal would see a stale worker.
+    """
+    items.sort(key=lambda item: item.get_closest_marker("last") is not None)

@@ -14,6 +14,7 @@ from psycopg.rows import dict_row
 from buildqueue.analyses import ANALYSES_DIR, COMPILED_DIR, analysis_names, compile_analyses
 from buildqueue.dbt import DbtOutcome, DbtProject
 from buildqueue.example import EXPECTED_ROWS
+from support.scratch import VIEW_SCHEMA
 
 SPEC_QUERIES = {
     "systems_with_most_work_remaining",
@@ -52,7 +53,7 @@ def test_every_analysis_is_documented() -> None:
 def test_analyses_compile_to_sql_over_the_view(compiled: dict[str, str]) -> None:
     assert set(compiled) == SPEC_QUERIES
     for name, sql in compiled.items():
-        assert '"buildqueue_ci"."view_build_queue_status"' in sql, name
+        assert f'"{VIEW_SCHEMA}"."view_build_queue_status"' in sql, name
         assert "{{" not in sql and "{%" not in sql, name
 
 

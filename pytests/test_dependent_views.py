@@ -10,6 +10,7 @@ swap, which still leaves a correct view.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 
 import psycopg
 import pytest
@@ -17,22 +18,20 @@ import pytest
 from buildqueue.database import Database
 from buildqueue.dbt import DbtOutcome, DbtProject
 from buildqueue.report import VIEW_COLUMNS
+from support.scratch import ScratchSchemas, scratch_name
 
-SCHEMA = "buildqueue_dependents"
+SCHEMA = scratch_name("dependents")
 VIEW = f"{SCHEMA}.view_build_queue_status"
 DEPENDENT = f"{SCHEMA}.building_systems"
 
 
 @pytest.fixture
 def deployment(
-    database: Database, build: DbtOutcome
+    database: Database, project: DbtProject, build: DbtOutcome, scratch_schema: ScratchSchemas
 ) -> Iterator[tuple[DbtProject, psycopg.Connection]]:
-    """Our view in its own schema (over the example), and a connection to look at it."""
-    project = DbtProject(database, target="ci", schema=SCHEMA)
+    """Our view in a scratch schema (over the example), and a connection to look at it."""
     with database.connect() as conn:
-        conn.execute(f"drop schema if exists {SCHEMA} cascade")
-        yield project, conn
-        conn.execute(f"drop schema if exists {SCHEMA} cascade")
+        yield replace(project, schema=scratch_schema("dependents")), conn
 
 
 def deploy(project: DbtProject) -> None:

@@ -8,21 +8,22 @@ it was built.
 from __future__ import annotations
 
 import os
-import uuid
+from dataclasses import replace
 
 import pytest
 
 from buildqueue.cli import run_in_subprocess
 from buildqueue.database import Database
 from buildqueue.dbt import DbtError, DbtOutcome, DbtProject
+from support.scratch import ScratchSchemas, scratch_name
 
 
 def test_a_missing_reader_role_stops_the_build_with_the_create_role_line(
-    database: Database, build: DbtOutcome
+    database: Database, project: DbtProject, build: DbtOutcome, scratch_schema: ScratchSchemas
 ) -> None:
-    role = f"bq_missing_reader_{uuid.uuid4().hex[:8]}"
-    schema = f"bq_no_reader_{uuid.uuid4().hex[:8]}"
-    project = DbtProject(database, target="ci", schema=schema)
+    role = scratch_name("missing_reader")  # never created
+    schema = scratch_schema("no_reader")  # dbt creates it before it stops
+    project = replace(project, schema=schema)
     with pytest.raises(DbtError) as raised:
         project.invoke("build", vars={"view_reader_roles": [role]})
     message = str(raised.value)
@@ -32,11 +33,12 @@ def test_a_missing_reader_role_stops_the_build_with_the_create_role_line(
     with database.connect() as conn:  # stopped before the view was built
         view = conn.execute("select to_regclass(%s)", [f"{schema}.view_build_queue_status"])
         assert view.fetchone() == (None,)
-        conn.execute(f"drop schema if exists {schema} cascade")  # dbt creates it first
 
 
-def test_showing_a_view_that_is_not_built_says_how_to_build_it(database: Database) -> None:
-    schema = f"bq_not_built_{uuid.uuid4().hex[:8]}"
+def test_showing_a_view_that_is_not_built_says_how_to_build_it(
+    database: Database, scratch_schema: ScratchSchemas
+) -> None:
+    schema = scratch_schema("not_built")
     completed = run_in_subprocess(
         "show",
         "--database",

@@ -8,6 +8,7 @@ keeps its trust authentication.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,9 +17,11 @@ import pytest
 from buildqueue.cli import run_in_subprocess
 from buildqueue.database import Database, start_embedded
 from buildqueue.dbt import DbtError, DbtOutcome, DbtProject
+from buildqueue.example import SOURCE_SCHEMA as DEFAULT_SOURCE_SCHEMA
+from support.scratch import EXAMPLE_SCHEMA, ScratchSchemas, drop_schemas, scratch_name
 
-PASSWORD_ROLE = "buildqueue_scram_user"
-PARTIAL_SCHEMA = "crystal_forge_partial"
+PASSWORD_ROLE = "buildqueue_scram_user"  # on a throw-away server of its own (scram_server)
+PARTIAL_SCHEMA = scratch_name("partial")
 
 
 def cli(*args: str, env: dict[str, str] | None = None) -> str:
@@ -118,19 +121,18 @@ def test_missing_database(database: Database) -> None:
 
 
 @pytest.fixture(scope="module")
-def partial_schema(database: Database, build: DbtOutcome) -> Iterator[str]:
+def partial_schema(
+    database: Database, build: DbtOutcome, module_scratch_schema: ScratchSchemas
+) -> str:
     """A source schema with every Crystal Forge table but build_reservations."""
+    schema = module_scratch_schema("partial")
     with database.connect() as conn:
-        conn.execute(f"drop schema if exists {PARTIAL_SCHEMA} cascade")
-        conn.execute(f"create schema {PARTIAL_SCHEMA}")
+        conn.execute(f"create schema {schema}")
         for table in ("commits", "derivations", "derivation_dependencies"):
             conn.execute(
-                f"create table {PARTIAL_SCHEMA}.{table}"
-                f" (like crystal_forge_example.{table} including all)"
+                f"create table {schema}.{table} (like {EXAMPLE_SCHEMA}.{table} including all)"
             )
-    yield PARTIAL_SCHEMA
-    with database.connect() as conn:
-        conn.execute(f"drop schema {PARTIAL_SCHEMA} cascade")
+    return schema
 
 
 BAD_VARS = {
@@ -164,11 +166,18 @@ BAD_VARS = {
 
 @pytest.mark.parametrize("case", sorted(BAD_VARS))
 def test_bad_source_or_var(
-    database: Database, project: DbtProject, partial_schema: str, case: str
+    database: Database,
+    project: DbtProject,
+    partial_schema: str,
+    scratch_schema: ScratchSchemas,
+    case: str,
 ) -> None:
     vars, problem, fix = BAD_VARS[case]
-    as_yaml = "{" + ", ".join(f"{key}: '{value}'" for key, value in vars.items()) + "}"
-    output = cli("dbt", "--database", dsn(database), "run", "--vars", as_yaml)
+    given = {**project.vars, **vars}
+    as_yaml = "{" + ", ".join(f"{key}: '{value}'" for key, value in given.items()) + "}"
+    # dbt creates the target's schema before it finds the mistake: a scratch one
+    env = {**os.environ, "BUILDQUEUE_SCHEMA": scratch_schema("bad_vars")}
+    output = cli("dbt", "--database", dsn(database), "run", "--vars", as_yaml, env=env)
     assert_one_message(output, problem, fix)
     assert_one_message(dbt_error(project, "run", vars=vars), problem, fix)
 
@@ -179,7 +188,7 @@ REFUSED = (
     "Refusing to load the example fixtures into target 'prod'",
     "run against a non-production",
 )
-GUARD_SCHEMA = "crystal_forge_prod_guard"
+GUARD_SCHEMA = scratch_name("prod_guard")
 
 
 def _schema_exists(database: Database, schema: str) -> bool:
@@ -201,28 +210,38 @@ def _tables_in(database: Database, schema: str) -> list[str]:
 
 
 def test_fixtures_refused_on_prod_through_the_cli(database: Database) -> None:
-    output = cli("build", "--fixtures", "--target", "prod", "--database", dsn(database))
-    assert_one_message(output, *REFUSED)
-    assert not _schema_exists(database, "monitoring")
+    """`build` takes no --vars: the seeds' schema is var source_schema's default, which dbt
+    creates (empty) before it refuses; dropped after, unless it was there before."""
+    existed = _schema_exists(database, DEFAULT_SOURCE_SCHEMA)
+    try:
+        output = cli("build", "--fixtures", "--target", "prod", "--database", dsn(database))
+        assert_one_message(output, *REFUSED)
+        assert not _schema_exists(database, "monitoring")
+        assert existed or _tables_in(database, DEFAULT_SOURCE_SCHEMA) == []
+    finally:
+        if not existed:
+            drop_schemas(database, [DEFAULT_SOURCE_SCHEMA])
 
 
 @pytest.mark.parametrize("command", ["seed", "build", "run"])
 def test_fixtures_refused_on_prod_through_dbt(
-    database: Database, build: DbtOutcome, command: str
+    database: Database, build: DbtOutcome, scratch_schema: ScratchSchemas, command: str
 ) -> None:
     """Refused before dbt writes anything: not even the seed tables appear."""
-    prod = DbtProject(database, target="prod", schema="buildqueue_prod_guard")
-    vars = {"load_fixtures": True, "source_schema": GUARD_SCHEMA}
+    prod = DbtProject(database, target="prod", schema=scratch_schema("prod_guard_view"))
+    vars = {"load_fixtures": True, "source_schema": scratch_schema("prod_guard")}
     assert_one_message(dbt_error(prod, command, vars=vars), *REFUSED)
     assert _tables_in(database, GUARD_SCHEMA) == []
-    assert _tables_in(database, "buildqueue_prod_guard") == []
+    assert _tables_in(database, prod.view_schema()) == []
 
 
-def test_target_option_of_dbt_passthrough_is_honoured(database: Database) -> None:
+def test_target_option_of_dbt_passthrough_is_honoured(
+    database: Database, scratch_schema: ScratchSchemas
+) -> None:
     """`buildqueue dbt seed --target prod` really targets prod, so it is refused."""
     output = cli(
         "dbt", "--database", dsn(database), "seed", "--target", "prod", "--vars",
-        f"{{load_fixtures: true, source_schema: {GUARD_SCHEMA}}}",
+        f"{{load_fixtures: true, source_schema: {scratch_schema('prod_guard')}}}",
     )  # fmt: skip
     assert_one_message(output, *REFUSED)
     assert _tables_in(database, GUARD_SCHEMA) == []
@@ -236,8 +255,6 @@ NO_PROFILE = ("Could not find profile named 'buildqueue'", "Fix: copy profiles.y
 def test_missing_profile(
     database: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import os
-
     env = {**os.environ, "DBT_PROFILES_DIR": str(tmp_path)}
     assert_one_message(cli("build", "--database", dsn(database), env=env), *NO_PROFILE)
     monkeypatch.setenv("DBT_PROFILES_DIR", str(tmp_path))

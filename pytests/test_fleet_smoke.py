@@ -15,27 +15,38 @@ from typing import Any
 import psycopg
 import pytest
 
-from buildqueue.benchmark import check_same_rows
+from buildqueue.benchmark import CurveFleet, check_same_rows, queued_systems, time_curve_point
 from buildqueue.database import Database
 from buildqueue.dbt import DbtProject
 from buildqueue.fleet import FleetShape, generate, load_fleet
-from buildqueue.plans import deduplicates_dependencies, dependency_join_estimate, explain
+from buildqueue.plans import (
+    deduplicates_dependencies,
+    dependency_join_estimate,
+    explain,
+    nodes,
+)
 from buildqueue.report import fetch_rows, view_query
+from support.scratch import ScratchSchemas, scratch_name
 
-SOURCE_SCHEMA = "fleet_smoke"
-VIEW_SCHEMA = "fleet_smoke_view"
+SOURCE_SCHEMA = scratch_name("fleet_smoke")
+VIEW_SCHEMA = scratch_name("fleet_smoke_view")
 SHAPE = FleetShape(systems=40, packages=30, history=1, seed=7)
 
 
 @pytest.fixture(scope="module")
-def fleet_conn(database: Database) -> Iterator[psycopg.Connection]:
-    """The tiny fleet loaded into its own schema and the view built over it."""
-    project = DbtProject(database, target="ci", schema=VIEW_SCHEMA)
+def fleet_conn(
+    database: Database, module_scratch_schema: ScratchSchemas
+) -> Iterator[psycopg.Connection]:
+    """The tiny fleet loaded into a scratch schema and the view built over it."""
+    project = DbtProject(
+        database,
+        target="ci",
+        schema=module_scratch_schema("fleet_smoke_view"),
+        vars={"source_schema": module_scratch_schema("fleet_smoke")},
+    )
     with database.connect() as conn:
         load_fleet(project, conn, SOURCE_SCHEMA, SHAPE)
-        project.invoke(
-            "run", "--select", "view_build_queue_status", vars={"source_schema": SOURCE_SCHEMA}
-        )
+        project.invoke("run", "--select", "view_build_queue_status")
         yield conn
 
 
@@ -94,6 +105,27 @@ def test_dependency_join_is_sized_from_the_rows_it_returns(fleet_conn: psycopg.C
     assert 1 / 3 < estimate.ratio < 3, estimate
 
 
+def test_queue_can_run_in_parallel_however_few_pages_it_spans(
+    fleet_conn: psycopg.Connection,
+) -> None:
+    """The queue's thirds make a Parallel Append: no 8 MB scan needed for workers.
+
+    This fleet's tables are far below min_parallel_table_scan_size, as a queue of a few
+    hundred systems is among years of history: a single scan of the queue would get no
+    worker at any cost setting. With parallelism made free, the plan must use the three
+    thirds of int_system_packages_deduplicated (docs/performance.md, no cliff).
+    """
+    with fleet_conn.transaction(force_rollback=True):
+        fleet_conn.execute("set local parallel_setup_cost = 0")
+        fleet_conn.execute("set local parallel_tuple_cost = 0")
+        plan = explain(fleet_conn, view_query(VIEW_SCHEMA))
+    appends = [
+        node for node in nodes(plan) if node["Node Type"] == "Append" and node.get("Parallel Aware")
+    ]
+    assert appends, "no Parallel Append in the view's plan"
+    assert len(appends[0]["Plans"]) == 3
+
+
 def test_generator_is_deterministic() -> None:
     now = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -107,3 +139,19 @@ def test_generator_is_deterministic() -> None:
     first, second = contents(), contents()
     assert first == second
     assert contents(FleetShape(40, 30, 1, seed=8)) != first
+
+
+def test_history_curve_shrinks_the_queue_and_restores_it(fleet_conn: psycopg.Connection) -> None:
+    """`./run bench --history-curve` parks queued systems: the view must follow exactly."""
+    fleet = CurveFleet(SHAPE, SOURCE_SCHEMA, VIEW_SCHEMA, queued_systems(fleet_conn, SOURCE_SCHEMA))
+    assert len(fleet.queued) == SHAPE.systems
+    try:
+        time_curve_point(fleet_conn, [fleet], 10, runs=1, log=lambda line: None)
+        assert [point.queued for point in fleet.points] == [10]
+        assert "join estimate" in fleet.points[0].plan
+        rows = fetch_rows(fleet_conn, VIEW_SCHEMA)
+        kept = {system_id for system_id, _ in fleet.queued[:10]}
+        assert {row["nixos_id"] for row in rows} == kept
+    finally:
+        time_curve_point(fleet_conn, [fleet], SHAPE.systems, runs=1, log=lambda line: None)
+    assert len(fetch_rows(fleet_conn, VIEW_SCHEMA)) == SHAPE.systems

@@ -2,28 +2,26 @@
 
 from __future__ import annotations
 
-import pytest
+from collections.abc import Callable
 
 from buildqueue.database import Database
 from buildqueue.dbt import DbtProject
-from buildqueue.example import SOURCE_SCHEMA
 
 FRESHNESS_NODE = "source.buildqueue.crystal_forge.build_reservations"
 
 
-def test_freshness_passes_on_the_example(project: DbtProject, build: object) -> None:
-    outcome = project.invoke("source", "freshness")
+def test_freshness_passes_on_the_example(fresh_example: DbtProject) -> None:
+    outcome = fresh_example.invoke("source", "freshness")
     assert outcome.node_statuses[FRESHNESS_NODE] == "pass", outcome.describe()
 
 
-@pytest.mark.usefixtures("reload_fixtures")
 def test_freshness_warns_when_every_heartbeat_is_old(
-    project: DbtProject, database: Database
+    example_copy: Callable[..., DbtProject], database: Database
 ) -> None:
+    copy = example_copy("freshness", view=False)
     with database.connect() as conn:
         conn.execute(
-            f"update {SOURCE_SCHEMA}.build_reservations "
-            "set heartbeat_at = now() - interval '1 hour'"
+            f"update {copy.schema}.build_reservations set heartbeat_at = now() - interval '1 hour'"
         )
-    outcome = project.invoke("source", "freshness", check=False)
+    outcome = copy.invoke("source", "freshness", check=False)
     assert outcome.node_statuses[FRESHNESS_NODE] == "warn", outcome.describe()

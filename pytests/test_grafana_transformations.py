@@ -23,7 +23,7 @@ import pytest
 from buildqueue import grafana, transformations
 from buildqueue.browser import BrowserUnavailable
 from buildqueue.dbt import DbtOutcome, DbtProject
-from buildqueue.example import EXPECTED_ROWS, LATEST_HEARTBEAT_AGE_SECONDS, SOURCE_SCHEMA
+from buildqueue.example import EXPECTED_ROWS, LATEST_HEARTBEAT_AGE_SECONDS
 from buildqueue.fleet import STATUS_CATALOGUE
 from buildqueue.grafana import TimeRange
 from buildqueue.paths import PROJECT_DIR
@@ -34,6 +34,7 @@ from buildqueue.transformations import (
     TransformationsUnavailable,
     query_frame,
 )
+from support.scratch import EXAMPLE_SCHEMA as SOURCE_SCHEMA
 
 DASHBOARD_RANGE = TimeRange.last(timedelta(days=30))
 """The dashboard's default time range (now-30d .. now); panel 1's query uses no macro."""

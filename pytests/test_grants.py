@@ -1,13 +1,14 @@
 """Least privilege: a read-only role reads the view and nothing else.
 
-The view is built into its own schema with var view_reader_roles naming a fresh login
-role. That role can select the view (the view's owner reads the sources for it), but it
-cannot read or write the source tables, nor alter, replace or drop the view.
+The view is built into a scratch schema of its own with var view_reader_roles naming a
+fresh login role. That role can select the view (the view's owner reads the sources for
+it), but it cannot read or write the source tables, nor alter, replace or drop the view.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 
 import psycopg
 import pytest
@@ -15,18 +16,24 @@ import pytest
 from buildqueue.database import Database
 from buildqueue.dbt import DbtOutcome, DbtProject
 from buildqueue.example import EXPECTED_ROWS
+from support.scratch import EXAMPLE_SCHEMA as SOURCE_SCHEMA
+from support.scratch import ScratchSchemas, scratch_name
 
-GRANTS_SCHEMA = "buildqueue_grants"
-SOURCE_SCHEMA = "crystal_forge_example"
+GRANTS_SCHEMA = scratch_name("grants")
 VIEW = f"{GRANTS_SCHEMA}.view_build_queue_status"
 
 
 @pytest.fixture(scope="module")
-def granted(database: Database, build: DbtOutcome, reader_role: str) -> DbtProject:
-    """The view built with SELECT granted to the reader role."""
-    project = DbtProject(database, target="ci", schema=GRANTS_SCHEMA)
-    project.invoke("run", vars={"view_reader_roles": [reader_role]})
-    return project
+def granted(
+    project: DbtProject,
+    build: DbtOutcome,
+    reader_role: str,
+    module_scratch_schema: ScratchSchemas,
+) -> DbtProject:
+    """The view built over the session's example with SELECT granted to the reader role."""
+    granted = replace(project, schema=module_scratch_schema("grants"))
+    granted.invoke("run", vars={"view_reader_roles": [reader_role]})
+    return granted
 
 
 @pytest.fixture
@@ -43,22 +50,22 @@ def test_reader_can_select_the_view(as_reader: psycopg.Connection) -> None:
 @pytest.mark.parametrize(
     "statement",
     [
-        f"select * from {SOURCE_SCHEMA}.derivations",
-        f"select * from {SOURCE_SCHEMA}.build_reservations",
-        f"insert into {SOURCE_SCHEMA}.build_reservations (worker_id, derivation_id)"
-        " values ('x', 1)",
-        f"update {SOURCE_SCHEMA}.derivations set status_id = 6",
-        f"delete from {SOURCE_SCHEMA}.commits",
-        f"alter view {VIEW} rename to hijacked",
-        f"create or replace view {VIEW} as select 1 as nixos_id",
-        f"drop view {VIEW}",
-        f"create table {GRANTS_SCHEMA}.intruder (id integer)",
+        "select * from {source}.derivations",
+        "select * from {source}.build_reservations",
+        "insert into {source}.build_reservations (worker_id, derivation_id) values ('x', 1)",
+        "update {source}.derivations set status_id = 6",
+        "delete from {source}.commits",
+        "alter view {view} rename to hijacked",
+        "create or replace view {view} as select 1 as nixos_id",
+        "drop view {view}",
+        "create table {schema}.intruder (id integer)",
     ],
     ids=lambda statement: " ".join(statement.split()[:2]) + " " + statement.split()[-1][:30],
 )
 def test_reader_cannot_touch_anything_else(as_reader: psycopg.Connection, statement: str) -> None:
+    names = {"source": SOURCE_SCHEMA, "view": VIEW, "schema": GRANTS_SCHEMA}
     with pytest.raises(psycopg.errors.InsufficientPrivilege):
-        as_reader.execute(statement)
+        as_reader.execute(statement.format(**names))
 
 
 def test_reader_holds_only_select_on_the_view(
@@ -96,21 +103,24 @@ def test_grants_survive_a_rebuild(granted: DbtProject, as_reader: psycopg.Connec
 
 
 def test_no_reader_roles_means_no_grants(
-    database: Database, build: DbtOutcome, reader_role: str
+    database: Database,
+    project: DbtProject,
+    build: DbtOutcome,
+    reader_role: str,
+    scratch_schema: ScratchSchemas,
 ) -> None:
-    project = DbtProject(database, target="ci", schema="buildqueue_no_grants")
-    project.invoke("run")
+    ungranted = replace(project, schema=scratch_schema("no_grants"))
+    ungranted.invoke("run")
     with database.connect() as admin:
+        view = f"{ungranted.schema}.view_build_queue_status"
         granted = admin.execute(
-            "select has_table_privilege(%s, 'buildqueue_no_grants.view_build_queue_status',"
-            " 'select'), has_schema_privilege(%s, 'buildqueue_no_grants', 'usage')",
-            [reader_role, reader_role],
+            "select has_table_privilege(%s, %s, 'select'), has_schema_privilege(%s, %s, 'usage')",
+            [reader_role, view, reader_role, ungranted.schema],
         ).fetchone()
     assert granted == (False, False)
 
 
-def test_invalid_role_name_is_refused(database: Database, build: DbtOutcome) -> None:
-    project = DbtProject(database, target="ci", schema=GRANTS_SCHEMA)
-    outcome = project.invoke("run", vars={"view_reader_roles": ["grafana; drop"]}, check=False)
+def test_invalid_role_name_is_refused(granted: DbtProject) -> None:
+    outcome = granted.invoke("run", vars={"view_reader_roles": ["grafana; drop"]}, check=False)
     assert not outcome.success
     assert "Invalid value for var 'view_reader_roles'" in outcome.describe()

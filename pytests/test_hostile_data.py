@@ -1,8 +1,9 @@
 """Hostile data: the view never errors, never drops a queued system, and says what it did.
 
-All cases live side by side in their own source schema (the real table shapes, relaxed
-where a case needs a row the real constraints would reject), and the view is built for it
-into its own schema with --vars '{source_schema: ...}', so the shared example is untouched.
+All cases live side by side in their own scratch source schema (the real table shapes,
+relaxed where a case needs a row the real constraints would reject), and the view is built
+for it into a scratch schema of its own with --vars '{source_schema: ...}', so the shared
+example is untouched.
 Each case is one queued system (or two) with its expected view row; the warn-level
 singular tests in tests/ must name exactly the bad rows.
 """
@@ -18,11 +19,11 @@ from psycopg.rows import dict_row
 
 from buildqueue.database import Database
 from buildqueue.dbt import DbtOutcome, DbtProject
-from buildqueue.example import SOURCE_SCHEMA as EXAMPLE_SCHEMA
+from support.scratch import EXAMPLE_SCHEMA, ScratchSchemas, scratch_name
 
-SOURCE_SCHEMA = "crystal_forge_hostile"
-VIEW_SCHEMA = "buildqueue_hostile"
-AUDIT_SCHEMA = "dbt_test__audit"  # --store-failures; macros/generate_schema_name keeps it as is
+SOURCE_SCHEMA = scratch_name("hostile")
+VIEW_SCHEMA = scratch_name("hostile_view")
+AUDIT_SCHEMA = scratch_name("hostile_audit")  # where --store-failures keeps the failing rows
 QUEUED, PUSHED = 12, 14  # status ids in the default numbering (vars)
 DONE, BUILDING, CACHED, WAITING = 6, 8, 14, 3
 BULK = 10_000
@@ -285,15 +286,20 @@ def _plant(database: Database, project: DbtProject) -> None:
 
 
 @pytest.fixture(scope="module")
-def hostile(database: Database, build: DbtOutcome) -> tuple[DbtOutcome, DbtOutcome]:
+def hostile(
+    database: Database, build: DbtOutcome, module_scratch_schema: ScratchSchemas
+) -> tuple[DbtOutcome, DbtOutcome]:
     """(dbt run, dbt test --store-failures) of the view over the hostile source schema."""
-    project = DbtProject(database, target="ci", schema=VIEW_SCHEMA)
-    _plant(database, project)
-    vars = {"source_schema": SOURCE_SCHEMA}
-    run = project.invoke("run", vars=vars, check=False)
-    tested = project.invoke(
-        "test", "--select", "test_type:data", "--store-failures", vars=vars, check=False
+    project = DbtProject(
+        database,
+        target="ci",
+        schema=module_scratch_schema("hostile_view"),
+        audit_schema=module_scratch_schema("hostile_audit"),
+        vars={"source_schema": module_scratch_schema("hostile")},
     )
+    _plant(database, project)
+    run = project.invoke("run", check=False)
+    tested = project.invoke("test", "--select", "test_type:data", "--store-failures", check=False)
     return run, tested
 
 

@@ -1,21 +1,23 @@
 """Idempotence: repeated, full-refresh and after-failure builds leave the same correct view.
 
-The view is built into its own schema over the (already loaded) example; after each step
+The view is built into a scratch schema over the (already loaded) example; after each step
 the schema must hold exactly the view, with the same definition, grants and rows.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
 from psycopg.rows import dict_row
 
 from buildqueue.database import Database
-from buildqueue.dbt import DbtOutcome, DbtProject
+from buildqueue.dbt import DbtProject
 from buildqueue.example import EXPECTED_ROWS
+from support.scratch import ScratchSchemas, scratch_name
 
-SCHEMA = "buildqueue_idempotence"
+SCHEMA = scratch_name("idempotence")
 
 
 def snapshot(database: Database) -> dict[str, Any]:
@@ -44,10 +46,10 @@ def assert_correct(state: dict[str, Any]) -> None:
 
 
 @pytest.fixture(scope="module")
-def idem(database: Database, build: DbtOutcome) -> DbtProject:
-    project = DbtProject(database, target="ci", schema=SCHEMA)
-    project.invoke("build", "--exclude", "resource_type:seed")
-    return project
+def idem(fresh_example: DbtProject, module_scratch_schema: ScratchSchemas) -> DbtProject:
+    idem = replace(fresh_example, schema=module_scratch_schema("idempotence"))
+    idem.invoke("build", "--exclude", "resource_type:seed")
+    return idem
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,8 @@
 """The view is live: what a worker writes is visible in the next query, with no dbt run.
 
 Each write goes through its own connection and commits, like a worker; the view is read
-through another connection, like Grafana.
+through another connection, like Grafana. Every test runs on the default database and on
+PostgreSQL 15 in a container (the `example` fixture).
 """
 
 from __future__ import annotations
@@ -10,10 +11,9 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from buildqueue.database import Database
-from buildqueue.example import SOURCE_SCHEMA
+from buildqueue.example import ExampleDatabase
 
-pytestmark = pytest.mark.usefixtures("reload_fixtures")
+pytestmark = pytest.mark.usefixtures("reload_example")
 
 
 def _system(conn: psycopg.Connection, name: str) -> dict:
@@ -23,66 +23,70 @@ def _system(conn: psycopg.Connection, name: str) -> dict:
         return row
 
 
-def _write(database: Database, sql: str, *params: object) -> None:
-    with database.connect(options=f"-c search_path={SOURCE_SCHEMA}") as worker:
+def _write(example: ExampleDatabase, sql: str, *params: object) -> None:
+    with example.connect_source() as worker:
         worker.execute(sql, params)
 
 
-def test_new_reservation_is_visible(conn: psycopg.Connection, database: Database) -> None:
-    before = _system(conn, "server-b")
+def test_new_reservation_is_visible(
+    example_conn: psycopg.Connection, example: ExampleDatabase
+) -> None:
+    before = _system(example_conn, "server-b")
     assert (before["active_workers"], before["worker_ids"]) == (0, [])
     # a worker claims server-b's system build itself (nixos_derivation_id is NULL)
-    _write(database, "insert into build_reservations (worker_id, derivation_id) values ('w9', 2)")
-    after = _system(conn, "server-b")
+    _write(example, "insert into build_reservations (worker_id, derivation_id) values ('w9', 2)")
+    after = _system(example_conn, "server-b")
     assert (after["active_workers"], after["worker_ids"]) == (1, ["w9"])
     assert after["latest_heartbeat"] is not None
     assert after["has_stale_workers"] is False
 
 
-def test_heartbeat_update_clears_staleness(conn: psycopg.Connection, database: Database) -> None:
-    assert _system(conn, "server-c")["has_stale_workers"] is True
+def test_heartbeat_update_clears_staleness(
+    example_conn: psycopg.Connection, example: ExampleDatabase
+) -> None:
+    assert _system(example_conn, "server-c")["has_stale_workers"] is True
     _write(
-        database,
+        example,
         "update build_reservations set heartbeat_at = now() where nixos_derivation_id = 3",
     )
-    assert _system(conn, "server-c")["has_stale_workers"] is False
+    assert _system(example_conn, "server-c")["has_stale_workers"] is False
 
 
 def test_a_heartbeat_going_quiet_becomes_stale(
-    conn: psycopg.Connection, database: Database
+    example_conn: psycopg.Connection, example: ExampleDatabase
 ) -> None:
-    assert _system(conn, "server-a")["has_stale_workers"] is False
+    assert _system(example_conn, "server-a")["has_stale_workers"] is False
     _write(
-        database,
+        example,
         "update build_reservations set heartbeat_at = now() - interval '6 minutes' "
         "where worker_id = 'worker-1'",
     )
-    assert _system(conn, "server-a")["has_stale_workers"] is True
+    assert _system(example_conn, "server-a")["has_stale_workers"] is True
 
 
 def test_finishing_packages_moves_the_system_to_ready(
-    conn: psycopg.Connection, database: Database
+    example_conn: psycopg.Connection, example: ExampleDatabase
 ) -> None:
-    before = _system(conn, "server-a")
+    before = _system(example_conn, "server-a")
     assert (before["completed_packages"], before["status"]) == (7, "building")
     # the two building packages finish and their reservations go away; the pending one too
-    _write(database, "update derivations set status_id = 6 where id in (108, 109, 110)")
-    _write(database, "delete from build_reservations where nixos_derivation_id = 1")
-    after = _system(conn, "server-a")
+    _write(example, "update derivations set status_id = 6 where id in (108, 109, 110)")
+    _write(example, "delete from build_reservations where nixos_derivation_id = 1")
+    after = _system(example_conn, "server-a")
     assert after["completed_packages"] == after["total_packages"] == 10
     assert (after["building_packages"], after["pending_packages"]) == (0, 0)
     assert (after["active_workers"], after["worker_ids"]) == (0, [])
     assert after["status"] == "ready_for_system_build"
     assert after["cache_status"] == "waiting_for_cache_push"
     # pushing the rest to the cache clears the cache wait
-    _write(database, "update derivations set status_id = 14 where id between 101 and 110")
-    assert _system(conn, "server-a")["cache_status"] is None
+    _write(example, "update derivations set status_id = 14 where id between 101 and 110")
+    assert _system(example_conn, "server-a")["cache_status"] is None
 
 
 def test_a_system_leaving_the_queue_disappears(
-    conn: psycopg.Connection, database: Database
+    example_conn: psycopg.Connection, example: ExampleDatabase
 ) -> None:
-    _write(database, "update derivations set status_id = 14 where id = 2")
-    with conn.cursor() as cur:
+    _write(example, "update derivations set status_id = 14 where id = 2")
+    with example_conn.cursor() as cur:
         cur.execute("select system_name from view_build_queue_status")
         assert [name for (name,) in cur.fetchall()] == ["server-a", "server-c"]

@@ -3,7 +3,8 @@
 A Grafana-like poller (its own connection, one short transaction per query, as the
 read-only reader role so the grants are proven to survive every swap) queries the view
 while `dbt run` rebuilds the project 20 times; then again with workers writing to the
-source tables at the same time. Every query must succeed and return all three systems.
+source tables at the same time (its own copy of the example: the shared one stays as
+loaded). Every query must succeed and return all three systems.
 
 The project's view materialization (macros/materializations/view.sql) creates the new
 query under a temporary name first, then redefines the live view in place with `create or
@@ -26,11 +27,12 @@ from buildqueue.database import Database
 from buildqueue.dbt import DbtOutcome, DbtProject
 from buildqueue.example import EXPECTED_ROWS
 from buildqueue.load import Pollers
+from support.scratch import scratch_name
 
 REBUILDS = 20
 POLL_INTERVAL_SECONDS = 0.02
 MIN_QUERIES_PER_SECOND = 10
-SOURCE_SCHEMA = "crystal_forge_example"
+SOURCE_SCHEMA = scratch_name("redeploy")  # the writing test's own copy of the example
 SYSTEMS = frozenset(row["system_name"] for row in EXPECTED_ROWS)
 
 
@@ -133,12 +135,9 @@ def test_rebuilds_never_fail_a_dashboard_query(
 
 @pytest.mark.slow
 def test_rebuilds_with_workers_writing(
-    database: Database,
-    project: DbtProject,
-    build: DbtOutcome,
-    reader_role: str,
-    reload_fixtures: None,
+    database: Database, example_copy: Callable[[str], DbtProject], reader_role: str
 ) -> None:
+    project = example_copy("redeploy")
     with _writers(database) as writer_errors:
         pollers = _rebuild_while_polling(database, project, reader_role)
     assert writer_errors == []

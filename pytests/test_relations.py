@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import psycopg
 
-from buildqueue.example import CI_VIEW_SCHEMA as VIEW_SCHEMA
+from support.scratch import EXAMPLE_SCHEMA, VIEW_SCHEMA
 
 
 def test_the_mart_is_a_view_and_nothing_else_is_materialized(conn: psycopg.Connection) -> None:
@@ -24,5 +24,5 @@ def test_view_definition_reads_the_source_tables_and_now(conn: psycopg.Connectio
         )
         (definition,) = cur.fetchone()
     for table in ("derivations", "derivation_dependencies", "build_reservations", "commits"):
-        assert f"crystal_forge_example.{table}" in definition
+        assert f"{EXAMPLE_SCHEMA}.{table}" in definition
     assert "now()" in definition  # staleness is computed at query time, not at build time

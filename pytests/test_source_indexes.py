@@ -10,12 +10,12 @@ transaction), change nothing when run again, never take a look-alike (another pr
 another leading column, an expression, an invalid index) for a covering index, and stop
 with the fix when source_schema points nowhere.
 
-Every test works in its own schema (`source_indexes_<uuid>`), dropped at teardown.
+Every test works in its own scratch schema (`bqt_<session>_source_indexes`), dropped at
+teardown.
 """
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -26,8 +26,9 @@ from psycopg import sql
 from buildqueue.database import Database
 from buildqueue.dbt import DbtProject
 from buildqueue.fleet import drop_secondary_indexes
+from support.scratch import ScratchSchemas, scratch_name
 
-SCHEMA = f"source_indexes_{uuid.uuid4().hex[:12]}"
+SCHEMA = scratch_name("source_indexes")
 """This module's scratch schema: created for each test and dropped at its teardown."""
 STATISTIC = "stx_derivations_type_status"
 STATISTICS_TARGET = 1000
@@ -135,23 +136,20 @@ def report(output: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def schema(database: Database) -> Iterator[str]:
+def schema(database: Database, scratch_schema: ScratchSchemas) -> Iterator[str]:
     """SCHEMA holding Crystal Forge's tables and keys, no more; dropped afterwards."""
     project = DbtProject(database, target="ci")
     with database.connect() as conn:
-        try:
-            project.invoke(  # the operation's vars: dbt parses the project once for all
-                "run-operation",
-                "create_crystal_forge_tables",
-                "--args",
-                f"{{schema: {SCHEMA}}}",
-                vars={"source_schema": SCHEMA},
-            )
-            drop_secondary_indexes(conn, SCHEMA)
-            conn.execute(sql.SQL("drop statistics {}").format(sql.Identifier(SCHEMA, STATISTIC)))
-            yield SCHEMA
-        finally:
-            conn.execute(sql.SQL("drop schema if exists {} cascade").format(sql.Identifier(SCHEMA)))
+        project.invoke(  # the operation's vars: dbt parses the project once for all
+            "run-operation",
+            "create_crystal_forge_tables",
+            "--args",
+            f"{{schema: {scratch_schema('source_indexes')}}}",
+            vars={"source_schema": SCHEMA},
+        )
+        drop_secondary_indexes(conn, SCHEMA)
+        conn.execute(sql.SQL("drop statistics {}").format(sql.Identifier(SCHEMA, STATISTIC)))
+        yield SCHEMA
 
 
 @pytest.fixture

@@ -9,8 +9,6 @@ it used in one line, and the unit tests must pass whatever the deployment's sett
 from __future__ import annotations
 
 import json
-import uuid
-from collections.abc import Iterator
 
 import pytest
 
@@ -19,6 +17,7 @@ from buildqueue.dbt import DbtError, DbtOutcome, DbtProject
 from buildqueue.example import EXPECTED_ROWS, copy_example
 from buildqueue.paths import PROJECT_DIR
 from buildqueue.report import fetch_rows
+from support.scratch import EXAMPLE_SCHEMA, ScratchSchemas
 
 # Crystal Forge's own derivation_statuses (issue 9).
 CRYSTAL_FORGE_STATUSES = {
@@ -47,11 +46,11 @@ MAPPING_LINE = (
 
 
 @pytest.fixture(scope="module")
-def renumbered(database: Database, build: DbtOutcome) -> Iterator[str]:
-    """A copy of the example in Crystal Forge's numbering, in a uniquely named schema."""
-    schema = f"bq_status_names_{uuid.uuid4().hex[:8]}"
+def renumbered(database: Database, build: DbtOutcome, module_scratch_schema: ScratchSchemas) -> str:
+    """A copy of the example in Crystal Forge's numbering, in a scratch schema."""
+    schema = module_scratch_schema("status_names")
     with database.connect() as conn:
-        copy_example(conn, schema)
+        copy_example(conn, schema, source=EXAMPLE_SCHEMA)
         conn.execute(f"alter table {schema}.derivation_statuses rename to fixture_statuses")
         conn.execute(
             f"create table {schema}.derivation_statuses"
@@ -75,19 +74,12 @@ def renumbered(database: Database, build: DbtOutcome) -> Iterator[str]:
             """,
             [json.dumps(NOT_IN_CRYSTAL_FORGE)],
         )
-    try:
-        yield schema
-    finally:
-        with database.connect() as conn:
-            conn.execute(f"drop schema {schema} cascade")
+    return schema
 
 
 @pytest.fixture(scope="module")
-def view_schema(database: Database) -> Iterator[str]:
-    schema = f"bq_status_view_{uuid.uuid4().hex[:8]}"
-    yield schema
-    with database.connect() as conn:
-        conn.execute(f"drop schema if exists {schema} cascade")
+def view_schema(module_scratch_schema: ScratchSchemas) -> str:
+    return module_scratch_schema("status_view")
 
 
 @pytest.fixture(scope="module")

@@ -9,9 +9,8 @@ and the view's grants and the views built on top of it survive both.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import psycopg
 import pytest
@@ -20,6 +19,7 @@ from buildqueue.database import Database
 from buildqueue.dbt import DbtOutcome, DbtProject
 from buildqueue.example import EXPECTED_ROWS, copy_example
 from buildqueue.report import fetch_rows
+from support.scratch import EXAMPLE_SCHEMA, ScratchSchemas, drop_roles, scratch_name
 
 PAUSED = "view_build_queue_status is paused for a Crystal Forge upgrade"
 
@@ -42,18 +42,19 @@ class Deployment:
 
 
 @pytest.fixture
-def deployment(database: Database, build: DbtOutcome) -> Iterator[Deployment]:
+def deployment(
+    database: Database, project: DbtProject, build: DbtOutcome, scratch_schema: ScratchSchemas
+) -> Iterator[Deployment]:
     """A copy of the example (every column Crystal Forge has), the view over it granted to
     a fresh reader role, and a view someone built on top of ours."""
-    suffix = uuid.uuid4().hex[:8]
     found = Deployment(
-        source=f"bq_upgrade_src_{suffix}",
-        schema=f"bq_upgrade_view_{suffix}",
-        reader=f"bq_upgrade_reader_{suffix}",
-        project=DbtProject(database, target="ci", schema=f"bq_upgrade_view_{suffix}"),
+        source=scratch_schema("upgrade_source"),
+        schema=scratch_schema("upgrade_view"),
+        reader=scratch_name("upgrade_reader"),
+        project=replace(project, schema=scratch_name("upgrade_view")),
     )
     with database.connect() as conn:
-        copy_example(conn, found.source)
+        copy_example(conn, found.source, source=EXAMPLE_SCHEMA)
         conn.execute(f"create role {found.reader} login")
     try:
         found.deploy()
@@ -64,11 +65,7 @@ def deployment(database: Database, build: DbtOutcome) -> Iterator[Deployment]:
             )
         yield found
     finally:
-        with database.connect() as conn:
-            conn.execute(f"drop schema if exists {found.schema} cascade")
-            conn.execute(f"drop schema if exists {found.source} cascade")
-            conn.execute(f"drop owned by {found.reader}")
-            conn.execute(f"drop role {found.reader}")
+        drop_roles(database, [found.reader])
 
 
 def _assert_view_works(database: Database, deployment: Deployment) -> None:
@@ -134,8 +131,10 @@ def test_a_migration_of_a_read_column_goes_through_after_the_pause(
     _assert_view_works(database, deployment)
 
 
-def test_pausing_a_view_that_is_not_there_says_so(database: Database) -> None:
-    project = DbtProject(database, target="ci", schema=f"bq_no_view_{uuid.uuid4().hex[:8]}")
+def test_pausing_a_view_that_is_not_there_says_so(
+    database: Database, scratch_schema: ScratchSchemas
+) -> None:
+    project = DbtProject(database, target="ci", schema=scratch_schema("no_view"))
     outcome = project.invoke("run-operation", "pause_view_for_upgrade")
     assert outcome.success
     with database.connect() as conn:

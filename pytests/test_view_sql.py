@@ -8,27 +8,24 @@ same grants.
 from __future__ import annotations
 
 import os
-import uuid
-from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 
 from buildqueue.cli import run_in_subprocess
 from buildqueue.database import Database
 from buildqueue.dbt import DbtOutcome, DbtProject
-from buildqueue.example import CI_VIEW_SCHEMA
 from buildqueue.report import fetch_rows
 from buildqueue.view_sql import view_sql
+from support.scratch import EXAMPLE_SCHEMA, ScratchSchemas
+from support.scratch import VIEW_SCHEMA as CI_VIEW_SCHEMA
 
 VIEW = "view_build_queue_status"
 
 
 @pytest.fixture
-def migration_schema(database: Database) -> Iterator[str]:
-    schema = f"bq_view_sql_{uuid.uuid4().hex[:8]}"
-    yield schema
-    with database.connect() as conn:
-        conn.execute(f"drop schema if exists {schema} cascade")
+def migration_schema(scratch_schema: ScratchSchemas) -> str:
+    return scratch_schema("view_sql")
 
 
 def _definition(database: Database, schema: str) -> str:
@@ -39,9 +36,13 @@ def _definition(database: Database, schema: str) -> str:
 
 
 def test_the_migration_gives_the_view_dbt_builds(
-    database: Database, build: DbtOutcome, migration_schema: str, reader_role: str
+    database: Database,
+    project: DbtProject,
+    build: DbtOutcome,
+    migration_schema: str,
+    reader_role: str,
 ) -> None:
-    project = DbtProject(database, target="ci", schema=migration_schema)
+    project = replace(project, schema=migration_schema)
     statement = view_sql(project, {"view_reader_roles": [reader_role]})
     assert statement.startswith("-- view_build_queue_status for dbt target 'ci'")
     assert "create or replace view" in statement and statement.rstrip().endswith("commit;")
@@ -66,7 +67,7 @@ def test_view_sql_from_the_command_line(
         "--target",
         "ci",
         "--vars",
-        "{stale_heartbeat_threshold: 10 minutes}",
+        f"{{stale_heartbeat_threshold: 10 minutes, source_schema: {EXAMPLE_SCHEMA}}}",
         env=env,
     )
     assert completed.returncode == 0, completed.stderr

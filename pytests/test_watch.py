@@ -13,8 +13,9 @@ import time
 import pytest
 
 from buildqueue.database import Database
-from buildqueue.dbt import DbtOutcome, DbtProject
+from buildqueue.dbt import DbtProject
 from buildqueue.paths import PROJECT_DIR
+from support.scratch import VIEW_SCHEMA
 
 HEADER = "view_build_queue_status at "
 TOTALS = "3 systems in queue, 5 active workers, 8 packages left to build, 1 with stale workers"
@@ -28,6 +29,7 @@ def _watch(database: Database, *extra: str, sigint_ignored: bool = False) -> sub
     """`buildqueue show`; with ``sigint_ignored``, started the way a shell starts a
     background job (SIGINT ignored, which the child inherits)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "BUILDQUEUE_"))}
+    env["BUILDQUEUE_SCHEMA"] = VIEW_SCHEMA  # where the session built the example's view
     return subprocess.Popen(
         [sys.executable, "-m", "buildqueue", "show", "--database", database.conninfo(), *extra],
         cwd=PROJECT_DIR,
@@ -65,11 +67,8 @@ def _read_until(lines: queue.Queue[str | None], headers: int, timeout: float) ->
 
 @pytest.mark.parametrize("sigint_ignored", [False, True], ids=["foreground", "sigint-ignored"])
 def test_watch_refreshes_and_ctrl_c_exits_cleanly(
-    database: Database, project: DbtProject, build: DbtOutcome, sigint_ignored: bool
+    database: Database, fresh_example: DbtProject, sigint_ignored: bool
 ) -> None:
-    # TOTALS counts server-a as fresh: its heartbeat is 15 s old at load time, so on a
-    # slow machine an example loaded more than ~5 minutes earlier no longer matches.
-    project.load_fixtures()
     process = _watch(database, "--target", "ci", "--watch", "0.5", sigint_ignored=sigint_ignored)
     try:
         lines = _lines(process.stdout)
@@ -95,7 +94,9 @@ def test_watch_refreshes_and_ctrl_c_exits_cleanly(
     assert "STALE" in output  # server-c's row
 
 
-def test_watch_rejects_a_non_positive_interval(database: Database, build: DbtOutcome) -> None:
+def test_watch_rejects_a_non_positive_interval(
+    database: Database, fresh_example: DbtProject
+) -> None:
     process = _watch(database, "--target", "ci", "--watch", "-1")
     _out, err = process.communicate(timeout=60)
     assert process.returncode != 0
