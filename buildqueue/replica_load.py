@@ -5,7 +5,7 @@
     python -m buildqueue.replica_load --conflicts
 
 Starts a primary and a hot standby on 127.0.0.1 (`buildqueue.replica`), loads a synthetic
-fleet on the primary (`buildqueue.load.populate_fleet`, the generator `./run load` and the
+fleet on the primary (`buildqueue.fleet.load_fleet`, the generator `./run load` and the
 benchmark use), deploys the view there with dbt, waits until the standby has replayed it,
 then runs the load machinery's Grafana-like pollers (`buildqueue.load.Pollers`: one
 connection each, one autocommit query after another, every row fetched) for each client
@@ -43,13 +43,13 @@ from psycopg import sql
 from buildqueue.database import Database, DatabaseError
 from buildqueue.dbt import DbtError, DbtProject
 from buildqueue.example import SOURCE_SCHEMA as EXAMPLE_SOURCE_SCHEMA
+from buildqueue.fleet import FleetShape, load_fleet
 from buildqueue.load import (
     LOAD_SOURCE_SCHEMA,
     LOAD_VIEW_SCHEMA,
     Pollers,
     PollStats,
     percentile,
-    populate_fleet,
 )
 from buildqueue.replica import ReplicaError, ReplicaPair, replicated_pair
 from buildqueue.report import view_query
@@ -141,7 +141,8 @@ def measure_replica_load(
 ) -> ReplicaLoad:
     """Load a fleet and deploy on ``pair``'s primary, then poll primary, standby and both."""
     project = DbtProject(pair.primary, target="ci", schema=view_schema)
-    populate_fleet(project, source_schema, systems, packages)
+    with pair.primary.connect() as conn:
+        load_fleet(project, conn, source_schema, FleetShape(systems=systems, packages=packages))
     project.invoke("run", vars={"source_schema": source_schema})
     result = ReplicaLoad(systems, packages, pair.wait_for_replay())
     _warm_up([pair.primary, pair.standby], view_schema)
