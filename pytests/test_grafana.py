@@ -308,13 +308,13 @@ def test_systems_overview_panel(files: dict, conn: psycopg.Connection) -> None:
 
 
 def test_queue_depth_panel(
-    files: dict, database: Database, samples_project: DbtProject, scratch_schema: str
+    files: dict, database: Database, samples_project: DbtProject, samples_schema: str
 ) -> None:
     """The queue history: two planted January 2024 samples, then the one the build took."""
     panel = _panel(files, "Queue depth over time")
     assert panel["targets"][0]["format"] == "time_series"
-    table = sql.Identifier(scratch_schema, SAMPLE_MODEL)
-    with database.connect(options=f"-c search_path={scratch_schema}") as conn:
+    table = sql.Identifier(samples_schema, SAMPLE_MODEL)
+    with database.connect(options=f"-c search_path={samples_schema}") as conn:
         for moment, pending, building in [(JAN_14, 9, 4), (JAN_15, 6, 5)]:
             conn.execute(
                 sql.SQL("insert into {} values (%s, %s, 3, 2, 1, 1, %s, %s, 0, 0, 5)").format(

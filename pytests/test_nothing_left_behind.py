@@ -37,14 +37,14 @@ INNER_PREFIX = f"bqt_{INNER_TOKEN}_"
 SUBSET = [
     "pytests/test_example.py::test_example_rows",  # the shared example: source, view schemas
     "pytests/test_grants.py::test_reader_can_select_the_view",  # a module's schema, a role
-    "pytests/test_liveness.py::test_new_reservation_is_visible",  # a test's example copy
+    "pytests/test_freshness.py::test_freshness_warns_when_every_heartbeat_is_old",  # a copy
     "pytests/test_errors.py::test_fixtures_refused_on_prod_through_dbt[seed]",  # dbt's own
 ]
 EXPECTED_SCRATCH = {
     "schema example",
     "schema ci",
     "schema grants",
-    "schema liveness",
+    "schema freshness",
     "role reader",
 }
 PYTEST = [sys.executable, "-m", "pytest", "-c", "pyproject.toml", "--rootdir", "."]

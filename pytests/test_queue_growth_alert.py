@@ -78,22 +78,22 @@ def evaluate(database: Database, schema: str) -> grafana.AlertEvaluation:
 def test_analysis_and_grafana_rule_agree(
     database: Database,
     samples_project: DbtProject,
-    scratch_schema: str,
+    samples_schema: str,
     history: dict[int, int],
     growth: int,
 ) -> None:
-    plant(database, scratch_schema, history)
+    plant(database, samples_schema, history)
     (row,) = analysis_rows(samples_project, database)
     assert row["pending_growth"] == growth
-    evaluation = evaluate(database, scratch_schema)
+    evaluation = evaluate(database, samples_schema)
     assert (evaluation.value, evaluation.firing) == (growth, growth > 0)
 
 
 def test_the_window_is_a_var(
-    database: Database, samples_project: DbtProject, scratch_schema: str
+    database: Database, samples_project: DbtProject, samples_schema: str
 ) -> None:
     """With a 10-minute window, the dip 15 minutes ago is before the window: growth 14 -> 20."""
-    plant(database, scratch_schema, HISTORIES["shrank once in the window"][0])
+    plant(database, samples_schema, HISTORIES["shrank once in the window"][0])
     (row,) = analysis_rows(samples_project, database, {"queue_growth_window": "10 minutes"})
     assert (row["pending_at_start"], row["pending_now"], row["pending_growth"]) == (14, 20, 6)
     assert row["samples_in_window"] == 2
