@@ -348,14 +348,21 @@ def run_benchmark(
     return results
 
 
+def refuses_production_target(target: str) -> bool:
+    """Synthetic fleets never go to a production target: say so on stderr and return True."""
+    if target not in settings()["production_targets"]:
+        return False
+    print(
+        f"error: refusing to load synthetic fleets with target '{target}' "
+        "(a production target): use --target dev or ci.",
+        file=sys.stderr,
+    )
+    return True
+
+
 def bench_command(database: Database, args: Any) -> int:
     """`buildqueue bench`: parse the sizes, run, print; 2 on a bad size, 1 on wrong rows."""
-    if args.target in settings()["production_targets"]:
-        print(
-            f"error: refusing to load synthetic fleets with target '{args.target}' "
-            "(a production target): use --target dev or ci.",
-            file=sys.stderr,
-        )
+    if refuses_production_target(args.target):
         return 2
     if args.history_curve:
         if not all(size.isdigit() and int(size) > 0 for size in args.sizes):

@@ -39,7 +39,7 @@ import psycopg
 from psycopg import errors, sql
 
 from buildqueue import grafana
-from buildqueue.benchmark import machine, parse_shape, settings
+from buildqueue.benchmark import machine, parse_shape, refuses_production_target
 from buildqueue.database import Database, DatabaseError
 from buildqueue.dbt import DbtProject
 from buildqueue.fleet import FleetShape, load_fleet
@@ -566,12 +566,7 @@ def run_capacity(
 
 def load_command(project: DbtProject, args: Any) -> int:
     """`buildqueue load`: parse, refuse production targets, search, print; 2 on bad input."""
-    if args.target in settings()["production_targets"]:
-        print(
-            f"error: refusing to load synthetic fleets with target '{args.target}' "
-            "(a production target): use --target dev or ci.",
-            file=sys.stderr,
-        )
+    if refuses_production_target(args.target):
         return 2
     try:
         shapes = [parse_shape(size, args.seed) for size in args.sizes or DEFAULT_FLEETS]

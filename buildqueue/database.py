@@ -286,7 +286,7 @@ def remove_orphan_containers(engine: Any) -> list[str]:
     removed = []
     for orphan in engine.containers.list(all=True, filters={"label": OWNER_LABEL}):
         owner = int(orphan.labels.get(OWNER_LABEL, "0") or 0)
-        if owner and _process_alive(owner):
+        if owner and process_alive(owner):
             continue
         with contextlib.suppress(docker.errors.NotFound):
             orphan.remove(force=True, v=True)
@@ -331,7 +331,8 @@ def _container_log_tail(container: Any, lines: int = 20) -> str:
     return "\n".join(text[-lines:]) or "(empty)"
 
 
-def _process_alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process with this pid exists (ours or another user's)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -41,7 +41,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from buildqueue.database import Database, DatabaseError
+from buildqueue.database import Database, DatabaseError, process_alive
 from buildqueue.paths import SCRATCH_DIR
 
 LOOPBACK = "127.0.0.1"
@@ -292,13 +292,7 @@ def _owner_alive(run_dir: Path) -> bool:
         pid = int((run_dir / OWNER_FILE).read_text())
     except (OSError, ValueError):
         return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return process_alive(pid)
 
 
 def remove_abandoned_runs(bin_dir: Path, user: str | None) -> list[Path]:
