@@ -8,6 +8,7 @@ samples themselves is the real `dbt run --select build_queue_samples`, in-proces
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -34,7 +35,6 @@ from support.scratch import EXAMPLE_SCHEMA as SOURCE_SCHEMA
 ONE_BUCKET = {"queue_sample_interval": "1000 weeks", "queue_sample_retention": "1000 weeks"}
 """Buckets so long that runs seconds apart certainly share one (and it is not pruned)."""
 
-ONE_BUCKET_YAML = "{queue_sample_interval: 1000 weeks, queue_sample_retention: 1000 weeks}"
 
 TIME_INDEPENDENT = {
     "systems_queued": 3,
@@ -94,10 +94,20 @@ def cli_env(schema: str) -> dict[str, str]:
     return {**env, "BUILDQUEUE_SCHEMA": schema}
 
 
-def cli(database: Database, *args: str) -> list[str]:
-    """`buildqueue sample` arguments for the test database and the ci target."""
-    vars = f"{{source_schema: {SOURCE_SCHEMA}}}"  # the source schema, as a cron run gives it
-    return ["sample", "--database", database.conninfo(), "--target", "ci", "--vars", vars, *args]
+def cli(database: Database, *args: str, vars: dict[str, str] | None = None) -> list[str]:
+    """`buildqueue sample` arguments for the test database and the ci target, with the
+    source schema in --vars as a cron run gives it (plus ``vars``)."""
+    given = {"source_schema": SOURCE_SCHEMA, **(vars or {})}
+    return [
+        "sample",
+        "--database",
+        database.conninfo(),
+        "--target",
+        "ci",
+        "--vars",
+        json.dumps(given),
+        *args,
+    ]
 
 
 # --- one sample per run, reflecting the view ------------------------------------------
@@ -194,7 +204,7 @@ def test_overlapping_runs_leave_one_sample_per_bucket(
                             sys.executable,
                             "-m",
                             "buildqueue",
-                            *cli(database, "--vars", ONE_BUCKET_YAML),
+                            *cli(database, vars=ONE_BUCKET),
                         ],
                         cwd=PROJECT_DIR,
                         env=cli_env(samples_schema),
@@ -284,7 +294,7 @@ def test_sample_once_from_the_cli(
 ) -> None:
     time.sleep(1.1)  # the next 1-second bucket
     completed = run_in_subprocess(
-        *cli(database, "--vars", "{queue_sample_interval: 1 second}"),
+        *cli(database, vars={"queue_sample_interval": "1 second"}),
         env=cli_env(samples_schema),
     )
     assert completed.returncode == 0, completed.stderr
@@ -318,7 +328,7 @@ def sampling(database: Database, samples_project: DbtProject, samples_schema: st
             sys.executable,
             "-m",
             "buildqueue",
-            *cli(database, "--every", "1", "--vars", "{queue_sample_interval: 1 second}"),
+            *cli(database, "--every", "1", vars={"queue_sample_interval": "1 second"}),
         ],
         cwd=PROJECT_DIR,
         env=cli_env(samples_schema),
