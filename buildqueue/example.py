@@ -76,14 +76,15 @@ EXPECTED_ROWS: list[dict[str, object]] = [
 LATEST_HEARTBEAT_AGE_SECONDS = {"server-a": 15, "server-b": None, "server-c": 600}
 EARLIEST_RESERVATION_AGE_SECONDS = {"server-a": 1200, "server-b": None, "server-c": 10800}
 
-EXAMPLE_TABLES = (
+CRYSTAL_FORGE_TABLES = (
+    "derivation_statuses",
     "commits",
     "derivations",
     "derivation_dependencies",
     "build_reservations",
-    "derivation_statuses",
 )
-"""The Crystal Forge tables the example fills."""
+"""The Crystal Forge tables the view reads (and the example fills), in the order their
+foreign keys allow."""
 
 
 def copy_example(conn: psycopg.Connection, schema: str, source: str = SOURCE_SCHEMA) -> None:
@@ -92,7 +93,7 @@ def copy_example(conn: psycopg.Connection, schema: str, source: str = SOURCE_SCH
     example at load time (the freshest heartbeat 15 seconds old), however long ago the
     example was loaded."""
     conn.execute(sql.SQL("create schema {}").format(sql.Identifier(schema)))
-    for table in EXAMPLE_TABLES:
+    for table in CRYSTAL_FORGE_TABLES:
         target, loaded = sql.Identifier(schema, table), sql.Identifier(source, table)
         conn.execute(sql.SQL("create table {} (like {} including all)").format(target, loaded))
         conn.execute(sql.SQL("insert into {} select * from {}").format(target, loaded))

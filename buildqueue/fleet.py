@@ -44,19 +44,14 @@ import psycopg
 from psycopg import sql
 
 from buildqueue.dbt import DbtProject
+from buildqueue.example import CRYSTAL_FORGE_TABLES
 from buildqueue.paths import PROJECT_DIR
 
 STATUS_CATALOGUE = PROJECT_DIR / "seeds" / "example" / "fixture_derivation_statuses.csv"
 """The status catalogue (id, name, ...): the same rows as the example fixtures."""
 
-TABLES = (
-    "derivation_statuses",
-    "commits",
-    "derivations",
-    "derivation_dependencies",
-    "build_reservations",
-)
-"""Load order (no foreign keys, so any order works; this one reads naturally)."""
+TABLES = CRYSTAL_FORGE_TABLES
+"""Load order (the fleets' tables have no foreign keys; this order would allow them)."""
 
 RECENT_COMMIT_PROGRESS = (0.35, 0.7, 0.95, 1.0)
 """Share of new packages already built, per recent commit, newest first."""

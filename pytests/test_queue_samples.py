@@ -110,6 +110,20 @@ def cli(database: Database, *args: str, vars: dict[str, str] | None = None) -> l
     ]
 
 
+def start_sampler(
+    database: Database, schema: str, *args: str, vars: dict[str, str]
+) -> subprocess.Popen[str]:
+    """`python -m buildqueue sample ARGS` in a process of its own, building into ``schema``."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "buildqueue", *cli(database, *args, vars=vars)],
+        cwd=PROJECT_DIR,
+        env=cli_env(schema),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 # --- one sample per run, reflecting the view ------------------------------------------
 
 
@@ -198,21 +212,7 @@ def test_overlapping_runs_leave_one_sample_per_bucket(
         blocker.execute(sql.SQL("lock table {} in share mode").format(table))
         try:
             for _ in range(2):
-                runs.append(
-                    subprocess.Popen(
-                        [
-                            sys.executable,
-                            "-m",
-                            "buildqueue",
-                            *cli(database, vars=ONE_BUCKET),
-                        ],
-                        cwd=PROJECT_DIR,
-                        env=cli_env(samples_schema),
-                        stdout=subprocess.PIPE,
-                        stderr=subprocess.PIPE,
-                        text=True,
-                    )
-                )
+                runs.append(start_sampler(database, samples_schema, vars=ONE_BUCKET))
             deadline = time.monotonic() + 300
             while _blocked_inserts(database, samples_schema) < 2:
                 failed = [run for run in runs if run.poll() is not None]
@@ -323,18 +323,8 @@ def test_sample_without_the_view_says_how_to_build_it(
 
 @pytest.fixture
 def sampling(database: Database, samples_project: DbtProject, samples_schema: str) -> Iterator:
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "buildqueue",
-            *cli(database, "--every", "1", vars={"queue_sample_interval": "1 second"}),
-        ],
-        cwd=PROJECT_DIR,
-        env=cli_env(samples_schema),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    process = start_sampler(
+        database, samples_schema, "--every", "1", vars={"queue_sample_interval": "1 second"}
     )
     yield process
     if process.poll() is None:

@@ -21,19 +21,13 @@ import psycopg
 from psycopg import sql
 
 from buildqueue.database import Database
+from buildqueue.example import CRYSTAL_FORGE_TABLES
 from buildqueue.paths import PROJECT_DIR
 
 SCHEMA_SQL = Path(__file__).with_name("crystal_forge_schema.sql")
 FIXTURES_DIR = PROJECT_DIR / "seeds" / "example"
 SOURCE_SCHEMA = "public"
-TABLES = (
-    "derivation_statuses",
-    "commits",
-    "derivations",
-    "derivation_dependencies",
-    "build_reservations",
-)
-"""The tables view_build_queue_status reads, in the order their foreign keys allow."""
+TABLES = CRYSTAL_FORGE_TABLES
 
 STATUS_RENAMES = {"scheduled": "dry-run-complete"}
 """Fixture status names that Crystal Forge does not have, and what stands for them there.
