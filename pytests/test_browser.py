@@ -2,12 +2,14 @@
 
 `support.browser.headless_chromium` hands Selenium the paths of ``chromium`` and
 ``chromedriver``; Selenium Manager (which would fetch a browser and a driver of its own
-from the network) must never run. Without them, the message names the apt command.
+from the network) must never run, and Chromium's temporary files go with the session.
+Without them, the message names the apt command.
 """
 
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 
 import pytest
 from selenium.webdriver.common.selenium_manager import SeleniumManager
@@ -32,6 +34,10 @@ def test_selenium_drives_the_installed_chromium_without_selenium_manager(
         assert session.service.path == driver
         assert session.execute_async_script("arguments[arguments.length - 1](6 * 7)") == 42
         version = session.capabilities["browserVersion"]
+        # Chromium keeps its temporary files (its singleton socket) in the session's folder
+        scratch = Path(session.service.env["TMPDIR"])
+        assert list(scratch.glob("org.chromium.Chromium.*"))
+    assert not scratch.exists()  # and they went with the session
     # the browser that ran is the one on PATH (`chromium --version`: "Chromium 156.0.x ...")
     installed = subprocess.run([chromium, "--version"], capture_output=True, text=True, check=True)
     assert version in installed.stdout.split()

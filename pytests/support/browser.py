@@ -12,7 +12,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import http.server
+import os
 import shutil
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -89,12 +91,15 @@ def headless_chromium() -> Iterator[webdriver.Chrome]:
     options.binary_location = chromium
     for flag in CHROMIUM_FLAGS:
         options.add_argument(flag)
-    browser = webdriver.Chrome(service=Service(executable_path=driver), options=options)
-    try:
-        browser.set_script_timeout(TIMEOUT_SECONDS)
-        yield browser
-    finally:
-        browser.quit()
+    # Chromium leaves its singleton socket folder in TMPDIR: give it one that goes away
+    with tempfile.TemporaryDirectory(prefix="buildqueue-chromium-") as tmp:
+        service = Service(executable_path=driver, env={**os.environ, "TMPDIR": tmp})
+        browser = webdriver.Chrome(service=service, options=options)
+        try:
+            browser.set_script_timeout(TIMEOUT_SECONDS)
+            yield browser
+        finally:
+            browser.quit()
 
 
 def wait_for(browser: webdriver.Chrome, script: str, timeout: float = TIMEOUT_SECONDS) -> Any:
