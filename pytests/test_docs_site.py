@@ -1,4 +1,4 @@
-"""The generated dbt docs site, served locally and loaded in headless Chromium.
+"""The generated dbt docs site, served locally and loaded in headless Chromium (Selenium).
 
 Opens the view's page and its lineage graph the way an analyst would (by URL), checks
 that the page shows the model, its columns and parents, and that the lineage graph draws
@@ -11,9 +11,17 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from selenium.webdriver import Chrome
 
 from buildqueue.paths import PROJECT_DIR
-from support.browser import BrowserUnavailable, HeadlessChromium, serve_directory
+from support.browser import (
+    BrowserUnavailable,
+    find_browser,
+    headless_chromium,
+    screenshot,
+    serve_directory,
+    wait_for,
+)
 from support.docs_site import DocsArtifacts
 
 ARTIFACTS = PROJECT_DIR / "artifacts"
@@ -45,21 +53,22 @@ def site(docs: DocsArtifacts) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[HeadlessChromium]:
+def browser() -> Iterator[Chrome]:
     try:
-        session = HeadlessChromium()
+        find_browser()
     except BrowserUnavailable as error:
         pytest.skip(f"headless Chromium is not installed here: {error}")
-    with session:
+    with headless_chromium() as session:
         yield session
 
 
-def test_view_page_shows_the_model(site: str, browser: HeadlessChromium) -> None:
-    browser.open(f"{site}#!/model/{VIEW}")
-    text = browser.wait_for(
-        "var t = document.body.innerText; return t.indexOf('has_stale_workers') >= 0 ? t : null"
+def test_view_page_shows_the_model(site: str, browser: Chrome) -> None:
+    browser.get(f"{site}#!/model/{VIEW}")
+    text = wait_for(
+        browser,
+        "var t = document.body.innerText; return t.indexOf('has_stale_workers') >= 0 ? t : null",
     )
-    browser.screenshot(ARTIFACTS / "docs-view-page.png")
+    screenshot(browser, ARTIFACTS / "docs-view-page.png")
     assert "view_build_queue_status" in text
     for column in ("nixos_id", "pending_packages", "worker_ids", "cache_status"):
         assert column in text
@@ -72,10 +81,11 @@ def test_view_page_shows_the_model(site: str, browser: HeadlessChromium) -> None
         assert parent in text
 
 
-def test_samples_page_shows_the_queue_history(site: str, browser: HeadlessChromium) -> None:
-    browser.open(f"{site}#!/model/{SAMPLES}")
-    text = browser.wait_for(
-        "var t = document.body.innerText; return t.indexOf('packages_pending') >= 0 ? t : null"
+def test_samples_page_shows_the_queue_history(site: str, browser: Chrome) -> None:
+    browser.get(f"{site}#!/model/{SAMPLES}")
+    text = wait_for(
+        browser,
+        "var t = document.body.innerText; return t.indexOf('packages_pending') >= 0 ? t : null",
     )
     assert "build_queue_samples" in text
     for column in ("sampled_at", "systems_with_stale_workers", "active_workers"):
@@ -84,11 +94,11 @@ def test_samples_page_shows_the_queue_history(site: str, browser: HeadlessChromi
     assert "incremental" in text
 
 
-def test_lineage_graph_shows_sources_and_grafana(site: str, browser: HeadlessChromium) -> None:
-    browser.open("about:blank")  # the site reads the graph parameters on a fresh load
-    browser.open(f"{site}#!/model/{VIEW}?g_v=1&g_i=%2Bview_build_queue_status%2B")
-    drawn = set(browser.wait_for(DRAWN_NODES))
-    path = browser.screenshot(ARTIFACTS / "docs-lineage.png")
+def test_lineage_graph_shows_sources_and_grafana(site: str, browser: Chrome) -> None:
+    browser.get("about:blank")  # the site reads the graph parameters on a fresh load
+    browser.get(f"{site}#!/model/{VIEW}?g_v=1&g_i=%2Bview_build_queue_status%2B")
+    drawn = set(wait_for(browser, DRAWN_NODES))
+    path = screenshot(browser, ARTIFACTS / "docs-lineage.png")
     assert VIEW in drawn
     assert set(SOURCES) <= drawn, sorted(drawn)
     assert {
@@ -99,4 +109,4 @@ def test_lineage_graph_shows_sources_and_grafana(site: str, browser: HeadlessChr
     # the status catalogue is not upstream of the view, so the graph leaves it out
     assert "source.buildqueue.crystal_forge.derivation_statuses" not in drawn
     assert path.stat().st_size > 10_000  # a drawn graph, not a blank page
-    assert "Lineage Graph" in browser.run(PAGE_TEXT)
+    assert "Lineage Graph" in browser.execute_script(PAGE_TEXT)

@@ -7,7 +7,7 @@
     rehearsal        -- the README's deploy commands, run as written
     grafana_checks   -- the Grafana files' wiring, and their panel and alert queries run
     transformations  -- the panels' transformations in Grafana's own code (@grafana/data),
-                        in headless Chromium (browser)
+                        in headless Chromium (browser: Selenium on Debian's chromium)
     docs_site        -- dbt docs generated and checked for undocumented models and columns
     analyses         -- the analyses compiled by dbt
     cli_process      -- the `buildqueue` command in a process of its own, as a shell runs it

@@ -1,31 +1,29 @@
-"""Serve a folder locally and drive a headless Chromium over it (no Selenium).
+"""Serve a folder on 127.0.0.1 and open it in headless Chromium through Selenium.
 
-`serve_directory` runs Python's http.server on 127.0.0.1 in a thread. `HeadlessChromium`
-starts chromedriver (Debian packages `chromium` and `chromium-driver`) and speaks the
-W3C WebDriver protocol to it with urllib: open a URL, run JavaScript in the page (also
-asynchronous JavaScript), take a screenshot. That is all the docs-site test and Grafana's
-transformation code (support/transformations.py) need, without a browser-automation
-dependency in the project.
+`serve_directory` runs Python's http.server in a thread. `headless_chromium` yields a
+Selenium ``WebDriver`` on Debian's ``chromium`` and ``chromedriver`` (packages
+``chromium`` and ``chromium-driver``), found on PATH and handed to Selenium by path, so
+Selenium Manager never runs and nothing is downloaded. The docs-site test and Grafana's
+transformation code (support/transformations.py) use it.
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import functools
 import http.server
-import json
+import os
 import shutil
-import socket
-import subprocess
 import tempfile
 import threading
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from selenium import webdriver
+from selenium.webdriver.chrome.options import Options
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.support.wait import WebDriverWait
 
 CHROMIUM_FLAGS = (
     "--headless",
@@ -40,14 +38,12 @@ CHROMIUM_FLAGS = (
     "--window-size=1400,1000",
 )
 INSTALL_HINT = "apt-get install -y chromium chromium-driver"
+TIMEOUT_SECONDS = 30
+"""How long a page's script (also asynchronous) or a `wait_for` may take."""
 
 
 class BrowserUnavailable(Exception):
     """Chromium or chromedriver is not installed; the message says how to install them."""
-
-
-class BrowserError(Exception):
-    """The browser or chromedriver misbehaved; the message carries its answer."""
 
 
 def find_browser() -> tuple[str, str]:
@@ -60,12 +56,6 @@ def find_browser() -> tuple[str, str]:
         ]
         raise BrowserUnavailable(f"{' and '.join(missing)} not found. Fix: {INSTALL_HINT}")
     return chromium, driver
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -88,122 +78,39 @@ def serve_directory(directory: Path) -> Iterator[str]:
         thread.join(timeout=5)
 
 
-class HeadlessChromium:
-    """One headless Chromium session through chromedriver; use as a context manager."""
+@contextlib.contextmanager
+def headless_chromium() -> Iterator[webdriver.Chrome]:
+    """One headless Chromium session; `BrowserUnavailable` when it is not installed.
 
-    def __init__(self, timeout: float = 30.0) -> None:
-        self.chromium, self.driver = find_browser()
-        self.timeout = timeout
-        self.port = _free_port()
-        self.profile = tempfile.TemporaryDirectory(prefix="buildqueue-chromium-")
-        self.process: subprocess.Popen[bytes] | None = None
-        self.session: str | None = None
-
-    def __enter__(self) -> HeadlessChromium:
-        self.process = subprocess.Popen(
-            [self.driver, f"--port={self.port}"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+    The explicit driver path makes Selenium skip Selenium Manager (which would look for,
+    and download, a Chrome and a driver of its own); the explicit binary makes chromedriver
+    start Debian's Chromium. Scripts get `TIMEOUT_SECONDS`.
+    """
+    chromium, driver = find_browser()
+    options = Options()
+    options.binary_location = chromium
+    for flag in CHROMIUM_FLAGS:
+        options.add_argument(flag)
+    # Chromium leaves its singleton socket folder in TMPDIR: give it one that goes away
+    with tempfile.TemporaryDirectory(prefix="buildqueue-chromium-") as tmp:
+        service = Service(executable_path=driver, env={**os.environ, "TMPDIR": tmp})
+        browser = webdriver.Chrome(service=service, options=options)
         try:
-            self._wait_for_driver()
-            args = [*CHROMIUM_FLAGS, f"--user-data-dir={self.profile.name}"]
-            answer = self._call(
-                "POST",
-                "/session",
-                {
-                    "capabilities": {
-                        "alwaysMatch": {
-                            "browserName": "chrome",
-                            "goog:chromeOptions": {"binary": self.chromium, "args": args},
-                        }
-                    }
-                },
-            )
-            self.session = answer["sessionId"]
-        except BaseException:
-            self.close()
-            raise
-        return self
+            browser.set_script_timeout(TIMEOUT_SECONDS)
+            yield browser
+        finally:
+            browser.quit()
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
-    def close(self) -> None:
-        """End the session, stop chromedriver (and with it Chromium), drop the profile."""
-        if self.session is not None:
-            with contextlib.suppress(BrowserError, OSError):
-                self._call("DELETE", f"/session/{self.session}")
-            self.session = None
-        if self.process is not None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-            self.process = None
-        self.profile.cleanup()
+def wait_for(browser: webdriver.Chrome, script: str, timeout: float = TIMEOUT_SECONDS) -> Any:
+    """Run ``script`` in the page until it returns something truthy; return that."""
+    return WebDriverWait(browser, timeout, poll_frequency=0.25).until(
+        lambda page: page.execute_script(script), f"timed out waiting for: {script}"
+    )
 
-    def _wait_for_driver(self) -> None:
-        deadline = time.monotonic() + self.timeout
-        while time.monotonic() < deadline:
-            with contextlib.suppress(OSError, BrowserError):
-                if self._call("GET", "/status").get("ready"):
-                    return
-            time.sleep(0.2)
-        raise BrowserError(f"chromedriver did not answer on port {self.port}")
 
-    def _call(self, method: str, path: str, payload: dict[str, Any] | None = None) -> Any:
-        data = None if payload is None else json.dumps(payload).encode()
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{self.port}{path}",
-            data=data,
-            method=method,
-            headers={"Content-Type": "application/json"},
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout * 2) as response:
-                return json.loads(response.read() or b"{}").get("value")
-        except urllib.error.HTTPError as error:
-            raise BrowserError(
-                f"{method} {path}: {error.read().decode(errors='replace')}"
-            ) from error
-
-    def open(self, url: str) -> None:
-        """Navigate to ``url`` (returns when the page has loaded)."""
-        self._call("POST", f"/session/{self.session}/url", {"url": url})
-
-    def run(self, script: str, *args: Any) -> Any:
-        """Run JavaScript in the page (a function body; ``arguments`` holds ``args``)."""
-        return self._call(
-            "POST", f"/session/{self.session}/execute/sync", {"script": script, "args": list(args)}
-        )
-
-    def run_async(self, script: str, *args: Any) -> Any:
-        """Run asynchronous JavaScript; its result is what it passes to its last argument.
-
-        The script gets ``args`` in ``arguments`` followed by a callback: call it once the
-        work (a promise, say) is done. WebDriver's script timeout (30 s) bounds the wait.
-        """
-        return self._call(
-            "POST", f"/session/{self.session}/execute/async", {"script": script, "args": list(args)}
-        )
-
-    def wait_for(self, script: str, timeout: float | None = None) -> Any:
-        """Run ``script`` until it returns something truthy; return that."""
-        deadline = time.monotonic() + (timeout or self.timeout)
-        while True:
-            value = self.run(script)
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                raise BrowserError(f"timed out waiting for: {script}")
-            time.sleep(0.25)
-
-    def screenshot(self, path: Path) -> Path:
-        """Save a PNG of the viewport to ``path``."""
-        png = base64.b64decode(self._call("GET", f"/session/{self.session}/screenshot"))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(png)
-        return path
+def screenshot(browser: webdriver.Chrome, path: Path) -> Path:
+    """Save a PNG of the viewport to ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(browser.get_screenshot_as_png())
+    return path

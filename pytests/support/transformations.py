@@ -7,8 +7,8 @@ package ``@grafana/data``. This module runs that code, not a re-implementation o
    (``npm ci`` from the committed package.json and package-lock.json) when it is missing;
 2. ``build_bundle`` bundles ``grafana/transformations/index.js`` with esbuild into one
    script (``@grafana/data`` needs a browser's ``window``; it does not load in plain Node);
-3. `GrafanaTransformations` loads that script in headless Chromium (`support.browser`)
-   and applies a transformation list to data frames;
+3. `GrafanaTransformations` loads that script in headless Chromium (Selenium, through
+   `support.browser`) and applies a transformation list to data frames;
 4. ``query_frame`` turns a query's result into the data frame Grafana's PostgreSQL data
    source hands the browser (numbers, times as epoch milliseconds, strings, booleans).
 
@@ -31,10 +31,11 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from selenium.webdriver import Chrome
 
 from buildqueue.paths import SCRATCH_DIR
 from buildqueue.perf.grafana_files import GRAFANA_DIR, TimeRange, expand_macros
-from support.browser import HeadlessChromium, serve_directory
+from support.browser import headless_chromium, serve_directory
 
 PACKAGE_DIR = GRAFANA_DIR / "transformations"
 """package.json, package-lock.json (the pinned @grafana/data) and the bundle's entry."""
@@ -234,15 +235,15 @@ class GrafanaTransformations:
     def __init__(self) -> None:
         self.version = grafana_data_version()
         self._stack = ExitStack()
-        self._browser: HeadlessChromium | None = None
+        self._browser: Chrome | None = None
 
     def __enter__(self) -> GrafanaTransformations:
         bundle = build_bundle()
         try:
-            self._browser = self._stack.enter_context(HeadlessChromium())
+            self._browser = self._stack.enter_context(headless_chromium())
             base_url = self._stack.enter_context(serve_directory(bundle))
-            self._browser.open(f"{base_url}index.html")
-            loaded = self._browser.run("return window.grafanaDataVersion || null")
+            self._browser.get(f"{base_url}index.html")
+            loaded = self._browser.execute_script("return window.grafanaDataVersion || null")
         except BaseException:
             self._stack.close()
             raise
@@ -264,7 +265,7 @@ class GrafanaTransformations:
         """Grafana's ``transformDataFrame(transformations, frames)``: the frames a panel draws."""
         if self._browser is None:
             raise TransformationError("use GrafanaTransformations as a context manager")
-        answer = self._browser.run_async(_APPLY, frames, transformations)
+        answer = self._browser.execute_async_script(_APPLY, frames, transformations)
         if "error" in answer:
             raise TransformationError(f"Grafana's transformation code failed: {answer['error']}")
         return [
