@@ -85,7 +85,8 @@ def test_cache_push_lag(conn: psycopg.Connection, compiled: dict) -> None:
         (r["system_name"], r["completed_packages"], r["cached_packages"], r["cache_lag"])
         for r in rows
     ] == [("server-c", 45, 40, 5), ("server-a", 7, 5, 2)]
-    # we follow the spec's definition of cache_status, not its example table (see docs)
+    # the spec's definition of cache_status, not its example table: doc block
+    # departure_server_c_cache_status
     assert [r["cache_status"] for r in rows] == [None, None]
 
 
