@@ -4,12 +4,18 @@
   (read from the manifest dbt wrote); the README's column table and report.VIEW_COLUMNS
   must match it, in order;
 - the vars: dbt_project.yml; the README's configuration table (names and defaults) and
-  the forms setting() validates must cover exactly the same vars.
+  the forms setting() validates must cover exactly the same vars;
+- the example's expected rows: the seed expected_view_build_queue_status, read by the dbt
+  test assert_example_rows_match_spec and by pytest (support.example), typed like the
+  view's contract;
+- why server-c's cache_status departs from the spec's example table: the doc block
+  departure_server_c_cache_status; every other place that talks about it names the block.
 """
 
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -17,6 +23,8 @@ import yaml
 from buildqueue.paths import PROJECT_DIR
 from buildqueue.report import VIEW_COLUMNS
 from support.docs_site import DocsArtifacts
+from support.example import AGE_COLUMNS, EXPECTED_ROWS, EXPECTED_SEED
+from support.seed_csv import column_types
 
 README = (PROJECT_DIR / "README.md").read_text()
 VIEW_NODE = "model.buildqueue.view_build_queue_status"
@@ -71,3 +79,86 @@ def test_setting_validates_every_var() -> None:
     ]
     validated = set(re.findall(r"'(\w+)': '[a-z ]+'", forms))
     assert validated == set(_project_vars())
+
+
+# --- the example's expected rows ---------------------------------------------------------
+
+EXAMPLE_TEST = PROJECT_DIR / "tests" / "assert_example_rows_match_spec.sql"
+
+
+def test_the_dbt_test_reads_the_expected_rows_seed() -> None:
+    """The singular test takes its rows from the seed and holds none of its own."""
+    code = EXAMPLE_TEST.read_text()
+    assert f"ref('{EXPECTED_SEED}')" in code
+    assert not re.search(r"\bvalues\b", code, re.IGNORECASE)
+    assert "'server-" not in code  # no system names as SQL literals
+
+
+def test_the_expected_rows_seed_is_typed_like_the_contract(docs: DocsArtifacts) -> None:
+    """Its columns are the view's (typed as in the contract) plus one age per load-time time."""
+    contract = dict(_contract(docs))
+    types = column_types("example", EXPECTED_SEED)
+    ages = {age: column for column, age in AGE_COLUMNS.items()}
+    for name, data_type in types.items():
+        if name in ages:
+            assert (contract[ages[name]], data_type) == ("timestamptz", "integer"), name
+        else:
+            assert data_type == contract[name], name
+    assert set(ages) <= set(types)
+    assert list(EXPECTED_ROWS[0]) == [name for name in types if name not in ages]
+
+
+# --- the server-c cache_status departure -------------------------------------------------
+
+DEPARTURE = "departure_server_c_cache_status"
+TALKED_ABOUT_IN = ("README.md", "docs", "models", "tests", "seeds", "analyses", "pytests")
+
+
+def _files() -> list[Path]:
+    files = []
+    for place in TALKED_ABOUT_IN:
+        path = PROJECT_DIR / place
+        found = [path] if path.is_file() else sorted(path.rglob("*"))
+        files += [f for f in found if f.suffix in (".md", ".sql", ".yml", ".py", ".csv")]
+    return files
+
+
+def test_the_departure_is_one_doc_block() -> None:
+    homes = [
+        path
+        for path in (PROJECT_DIR / "models").rglob("*.md")
+        if "{% docs " + DEPARTURE + " %}" in path.read_text()
+    ]
+    assert len(homes) == 1, homes
+    models = yaml.safe_load(
+        (PROJECT_DIR / "models" / "marts" / "monitoring" / "_monitoring__models.yml").read_text()
+    )
+    (view,) = [m for m in models["models"] if m["name"] == "view_build_queue_status"]
+    (cache_status,) = [c for c in view["columns"] if c["name"] == "cache_status"]
+    assert f"doc('{DEPARTURE}')" in cache_status["description"]
+    seeds = yaml.safe_load((PROJECT_DIR / "seeds" / "example" / "_example__seeds.yml").read_text())
+    (seed,) = [s for s in seeds["seeds"] if s["name"] == EXPECTED_SEED]
+    (seed_cache_status,) = [c for c in seed["columns"] if c["name"] == "cache_status"]
+    assert f"doc('{DEPARTURE}')" in seed_cache_status["description"]
+    assert DEPARTURE in _section("The view")
+    assert DEPARTURE in EXAMPLE_TEST.read_text()
+
+
+def test_the_departure_is_explained_nowhere_else() -> None:
+    """A paragraph that brings up server-c against the spec's definition or example table
+    names the doc block instead of arguing the case again."""
+    this_file = Path(__file__).resolve()
+    offenders = []
+    for path in _files():
+        if path.resolve() == this_file:
+            continue
+        text = re.sub(
+            r"\{% docs " + DEPARTURE + r" %\}.*?\{% enddocs %\}", "", path.read_text(), flags=re.S
+        )
+        for paragraph in re.split(r"\n\s*\n", text):
+            about = "server-c" in paragraph and re.search(
+                r"definition|example table|spec's table", paragraph
+            )
+            if about and DEPARTURE not in paragraph:
+                offenders.append(f"{path.relative_to(PROJECT_DIR)}: {paragraph.strip()[:80]}")
+    assert offenders == [], "\n".join(offenders)
