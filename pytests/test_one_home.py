@@ -15,13 +15,16 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from buildqueue.paths import PROJECT_DIR
+from buildqueue.perf import grafana_files
 from buildqueue.report import VIEW_COLUMNS
+from support.analyses import ANALYSES_DIR, analysis_names
 from support.docs_site import DocsArtifacts
 from support.example import AGE_COLUMNS, EXPECTED_ROWS, EXPECTED_SEED
 from support.seed_csv import column_types
@@ -162,3 +165,102 @@ def test_the_departure_is_explained_nowhere_else() -> None:
             if about and DEPARTURE not in paragraph:
                 offenders.append(f"{path.relative_to(PROJECT_DIR)}: {paragraph.strip()[:80]}")
     assert offenders == [], "\n".join(offenders)
+
+
+# --- the alert thresholds ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One alert: its dbt analysis, the var holding its threshold and where that acts."""
+
+    analysis: str
+    var: str
+    acts_in: str  # "view" (the view applies it), "query" (the SQL) or "condition" (C)
+
+
+ALERTS = {
+    "buildqueue-stale-workers": Alert(
+        "alert_stale_workers_detected", "stale_heartbeat_threshold", "view"
+    ),
+    "buildqueue-queue-growing": Alert(
+        "alert_queue_growing_unchecked", "packages_remaining_threshold", "condition"
+    ),
+    "buildqueue-stuck-building": Alert(
+        "alert_system_stuck_building", "stuck_building_threshold", "query"
+    ),
+    "buildqueue-queue-growing-window": Alert(
+        "alert_queue_growing_over_window", "queue_growth_window", "query"
+    ),
+}
+"""Grafana rule uid -> its alert; the threshold's one home is the var in dbt_project.yml."""
+
+INTERVAL_LITERAL = re.compile(r"interval '([^']*)'", re.IGNORECASE)
+
+
+def _rules() -> dict[str, dict[str, Any]]:
+    alerting = grafana_files.load_yaml(grafana_files.ALERTING_FILE)
+    return {rule["uid"]: rule for _, rule in grafana_files.alert_rules(alerting)}
+
+
+def _numbers(text: str) -> set[str]:
+    """The numbers standing alone in ``text`` (not the digits of a word such as md5 or 10m)."""
+    return set(re.findall(r"(?<![\w.])\d+(?:\.\d+)?(?![\w.])", text))
+
+
+def _pending_period(rule: dict[str, Any]) -> set[str]:
+    """The number in the rule's `for` (Grafana's pending period, e.g. 10m: {"10"})."""
+    return set(re.findall(r"\d+", rule["for"])) - {"0"}
+
+
+def test_every_alert_has_a_threshold_var() -> None:
+    assert set(ALERTS) == set(_rules())
+    assert {alert.analysis for alert in ALERTS.values()} == {
+        name for name in analysis_names() if name.startswith("alert_")
+    }
+    assert {alert.var for alert in ALERTS.values()} <= set(_project_vars())
+
+
+def test_each_rule_holds_its_vars_default() -> None:
+    """Grafana cannot read dbt vars: each rule writes the default, and nothing else."""
+    defaults = _project_vars()
+    for uid, rule in _rules().items():
+        alert, default = ALERTS[uid], defaults[ALERTS[uid].var]
+        sql = "\n".join(query["model"]["rawSql"] for query in grafana_files.rule_queries(rule))
+        condition = next(node for node in rule["data"] if node["refId"] == rule["condition"])
+        (evaluation,) = condition["model"]["conditions"]
+        in_query = [default] if alert.acts_in == "query" else []
+        in_condition = [default] if alert.acts_in == "condition" else [0]
+        assert INTERVAL_LITERAL.findall(sql) == in_query, uid
+        assert evaluation["evaluator"]["params"] == in_condition, uid
+        assert _numbers(INTERVAL_LITERAL.sub("", sql)) <= {"0", "1"}, uid
+        if alert.acts_in == "view":
+            assert "has_stale_workers" in sql, uid
+        # the prose names the default, and no number but it and the pending period
+        prose = " ".join(rule["annotations"].values())
+        assert str(default) in prose, uid
+        assert _numbers(prose) <= _numbers(str(default)) | _pending_period(rule), uid
+
+
+def _without_comments(sql: str) -> str:
+    return re.sub(r"\{#.*?#\}", "", sql, flags=re.S)
+
+
+def test_the_alert_analyses_read_their_thresholds_from_the_vars() -> None:
+    """No magic number in an alert analysis: its threshold comes through setting()."""
+    for alert in ALERTS.values():
+        code = _without_comments((ANALYSES_DIR / f"{alert.analysis}.sql").read_text())
+        if alert.acts_in != "view":
+            assert re.search(rf"""\((["']){alert.var}\1\)""", code), alert.analysis
+        assert not re.search(r"interval\s+'\s*\d", code, re.IGNORECASE), alert.analysis
+        assert _numbers(code) <= {"0", "1"}, alert.analysis
+
+
+def test_the_grafana_docs_name_each_alerts_var() -> None:
+    """docs/grafana.md's alert table names the vars instead of repeating their defaults."""
+    text = (PROJECT_DIR / "docs" / "grafana.md").read_text()
+    for uid, alert in ALERTS.items():
+        (row,) = [line for line in text.splitlines() if f"(`{uid}`)" in line]
+        _, query, fires_when, _ = (cell.strip() for cell in row.strip().strip("|").split("|"))
+        assert f"`{alert.var}`" in query + fires_when, uid
+        assert _numbers(query + " " + fires_when) <= _pending_period(_rules()[uid]) | {"0"}, uid
