@@ -1,6 +1,6 @@
 {#
     Alert "Queue growing over window": pending packages grew for the whole window (var
-    queue_growth_window, default 30 minutes), read from the queue history
+    queue_growth_window), read from the queue history
     (build_queue_samples). The window starts at the newest sample taken at or before
     now() - window; from there every later sample must have at least as many pending
     packages as the one before it, and the latest more than that first one. Then
@@ -49,7 +49,7 @@ final as (
         pending_at_start,
         pending_now,
         case
-            when samples_in_window >= 2 and never_shrank and pending_now > pending_at_start
+            when samples_in_window > 1 and never_shrank and pending_now > pending_at_start
                 then pending_now - pending_at_start
             else 0
         end as pending_growth

@@ -1,7 +1,8 @@
 {#
-    Spec alert "Stale Workers Detected": the number of systems with a stale worker.
-    Grafana fires when it is above 0 for more than 10 minutes
-    (grafana/provisioning/alerting/buildqueue-alerts.yaml).
+    Spec alert "Stale Workers Detected": the number of systems with a stale worker (the
+    view applies var stale_heartbeat_threshold). Grafana fires when it stays above 0 for
+    the rule's pending period (`for` in grafana/provisioning/alerting/buildqueue-alerts.yaml),
+    which has no counterpart in one query.
 #}
 with
 

@@ -1,6 +1,6 @@
 {#
     Spec alert "System Stuck Building": systems still building whose first reservation
-    is older than var stuck_building_threshold (default 2 hours). Any row fires the alert.
+    is older than var stuck_building_threshold. Any row fires the alert.
 #}
 with
 

@@ -31,6 +31,7 @@
         'cache_pushed_status_id': 'integer',
         'stale_heartbeat_threshold': 'interval',
         'stuck_building_threshold': 'interval',
+        'packages_remaining_threshold': 'count',
         'load_fixtures': 'boolean',
         'production_targets': 'identifier list',
         'view_reader_roles': 'identifier list',
@@ -49,7 +50,7 @@
     {% set interval = '^\\s*(\\d+(\\.\\d+)?\\s*' ~ unit ~ '\\s*)+$|^\\s*\\d{1,3}:\\d{2}(:\\d{2}(\\.\\d+)?)?\\s*$' %}
     {% set ns = namespace(ok=true, result=value) %}
 
-    {% if form == 'integer' %}
+    {% if form in ['integer', 'count'] %}
         {% if value is boolean or (value | string) is none or not re.match('^\\s*\\d{1,9}\\s*$', value | string) %}
             {% set ns.ok = false %}
         {% else %}
@@ -109,6 +110,7 @@
             'identifier': "a SQL identifier such as public (letters, digits, _ and $; at most 63 characters)",
             'identifier list': "a list of SQL identifiers such as [grafana_reader]",
             'integer': "a non-negative integer id such as 6",
+            'count': "a non-negative whole number such as 500",
             'integer list': "a non-empty list of integer ids such as [5, 12]",
             'name': "a status name from derivation_statuses such as build-complete",
             'name list': "a non-empty list of status names such as [dry-run-complete, scheduled]",

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from psycopg.rows import dict_row
 
-from buildqueue.dbt import DbtOutcome, DbtProject
+from buildqueue.dbt import DbtError, DbtOutcome, DbtProject
 from support.analyses import ANALYSES_DIR, COMPILED_DIR, analysis_names, compile_analyses
 from support.example import EXPECTED_ROWS
 from support.scratch import VIEW_SCHEMA
@@ -85,7 +85,8 @@ def test_cache_push_lag(conn: psycopg.Connection, compiled: dict) -> None:
         (r["system_name"], r["completed_packages"], r["cached_packages"], r["cache_lag"])
         for r in rows
     ] == [("server-c", 45, 40, 5), ("server-a", 7, 5, 2)]
-    # we follow the spec's definition of cache_status, not its example table (see docs)
+    # the spec's definition of cache_status, not its example table: doc block
+    # departure_server_c_cache_status
     assert [r["cache_status"] for r in rows] == [None, None]
 
 
@@ -115,9 +116,33 @@ def test_alert_stale_workers_detected(conn: psycopg.Connection, compiled: dict) 
 
 
 def test_alert_queue_growing_unchecked(conn: psycopg.Connection, compiled: dict) -> None:
-    (row,) = _run(conn, compiled["alert_queue_growing_unchecked"])
-    assert row["packages_remaining"] == Decimal(8)
-    assert not row["packages_remaining"] > 500  # the spec's trigger stays quiet
+    assert _run(conn, compiled["alert_queue_growing_unchecked"]) == [
+        {"packages_remaining": Decimal(8), "is_over_threshold": False}  # the spec's 500
+    ]
+
+
+def test_packages_remaining_threshold_is_a_var(
+    conn: psycopg.Connection, project: DbtProject, compiled: dict
+) -> None:
+    """With a threshold of 7, the example's 8 packages left to build fire the alert."""
+    project.invoke(
+        "compile",
+        "--select",
+        "alert_queue_growing_unchecked",
+        vars={"packages_remaining_threshold": 7},
+    )
+    text = (COMPILED_DIR / "alert_queue_growing_unchecked.sql").read_text()
+    assert _run(conn, text) == [{"packages_remaining": Decimal(8), "is_over_threshold": True}]
+
+
+def test_packages_remaining_threshold_must_be_a_count(project: DbtProject) -> None:
+    with pytest.raises(DbtError, match="Invalid value for var 'packages_remaining_threshold'"):
+        project.invoke(
+            "compile",
+            "--select",
+            "alert_queue_growing_unchecked",
+            vars={"packages_remaining_threshold": "many"},
+        )
 
 
 def test_alert_system_stuck_building(conn: psycopg.Connection, compiled: dict) -> None:

@@ -228,8 +228,8 @@ def test_cache_push_lag(
     frame = _draw(grafana_code, dashboard, "Cache push lag", conn, report)
     assert frame.names == ["systems_waiting_for_cache_push", "packages_built_not_pushed"]
     assert frame.types == ["number", "number"]
-    # No system is fully built yet not fully pushed (server-c is still building: we follow
-    # the spec's definition of cache_status); 2 + 0 + 5 packages are built but not pushed.
+    # No system is fully built yet not fully pushed (server-c is still building: doc block
+    # departure_server_c_cache_status); 2 + 0 + 5 packages are built but not pushed.
     expected = sum(e["completed_packages"] - e["cached_packages"] for e in EXPECTED_ROWS)
     assert frame.rows() == [
         {"systems_waiting_for_cache_push": 0, "packages_built_not_pushed": expected}

@@ -10,13 +10,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-import yaml
 from psycopg import sql
 from psycopg.rows import dict_row
 
 from buildqueue.database import Database
 from buildqueue.dbt import DbtProject
-from buildqueue.paths import PROJECT_DIR
 from buildqueue.perf import grafana_files
 from buildqueue.sampler import SAMPLE_MODEL
 from support import grafana_checks
@@ -98,17 +96,6 @@ def test_the_window_is_a_var(
     (row,) = analysis_rows(samples_project, database, {"queue_growth_window": "10 minutes"})
     assert (row["pending_at_start"], row["pending_now"], row["pending_growth"]) == (14, 20, 6)
     assert row["samples_in_window"] == 2
-
-
-def test_the_rule_reads_the_var_default() -> None:
-    """Grafana cannot read dbt vars: the rule's window is the var's default, written twice."""
-    default = yaml.safe_load((PROJECT_DIR / "dbt_project.yml").read_text())["vars"][
-        "queue_growth_window"
-    ]
-    (query,) = grafana_files.rule_queries(rule())
-    assert f"interval '{default}'" in query["model"]["rawSql"]
-    assert default in rule()["annotations"]["summary"]
-    assert default == "30 minutes"
 
 
 def test_the_rule_reads_the_queue_history() -> None:

@@ -1,19 +1,20 @@
 """The spec's example as data: what view_build_queue_status must return over the fixtures.
 
-Tests compare against this; the dbt test tests/assert_example_rows_match_spec.sql holds
-the same rows in SQL. Times that are relative to load time are given as ages.
+The rows come from the seed expected_view_build_queue_status, which the dbt test
+tests/assert_example_rows_match_spec.sql reads too: one file for both. Times that are
+relative to load time are given there as ages.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import psycopg
 from psycopg import sql
 
 from buildqueue.perf.catalog import CRYSTAL_FORGE_TABLES
+from support.seed_csv import read_seed
 
 if TYPE_CHECKING:
     from buildqueue.database import Database
@@ -25,58 +26,33 @@ SOURCE_SCHEMA = "crystal_forge_example"
 CI_VIEW_SCHEMA = "buildqueue_ci"
 """Where the test suite builds the view (target ci)."""
 
-EXPECTED_ROWS: list[dict[str, object]] = [
-    {
-        "nixos_id": 1,
-        "system_name": "server-a",
-        "commit_timestamp": datetime(2024, 1, 15, 14, 30, tzinfo=UTC),
-        "total_packages": 10,
-        "completed_packages": 7,
-        "building_packages": 2,
-        "pending_packages": 1,
-        "cached_packages": 5,
-        "active_workers": 2,
-        "worker_ids": ["worker-0", "worker-1"],
-        "status": "building",
-        "cache_status": None,
-        "has_stale_workers": False,
-    },
-    {
-        "nixos_id": 2,
-        "system_name": "server-b",
-        "commit_timestamp": datetime(2024, 1, 15, 10, 0, tzinfo=UTC),
-        "total_packages": 3,
-        "completed_packages": 3,
-        "building_packages": 0,
-        "pending_packages": 0,
-        "cached_packages": 3,
-        "active_workers": 0,
-        "worker_ids": [],
-        "status": "ready_for_system_build",
-        "cache_status": None,
-        "has_stale_workers": False,
-    },
-    {
-        "nixos_id": 3,
-        "system_name": "server-c",
-        "commit_timestamp": datetime(2024, 1, 14, 9, 0, tzinfo=UTC),
-        "total_packages": 50,
-        "completed_packages": 45,
-        "building_packages": 3,
-        "pending_packages": 2,
-        "cached_packages": 40,
-        "active_workers": 3,
-        "worker_ids": ["worker-2", "worker-3", "worker-4"],
-        "status": "building",
-        # The spec's table says waiting_for_cache_push here; its definition ("built but
-        # not fully cached") says NULL for a system still building. We follow the definition.
-        "cache_status": None,
-        "has_stale_workers": True,
-    },
-]
+EXPECTED_SEED = "expected_view_build_queue_status"
+"""The one home of the example's expected rows: seeds/example/<this>.csv, which the dbt test
+tests/assert_example_rows_match_spec.sql reads too."""
 
-LATEST_HEARTBEAT_AGE_SECONDS = {"server-a": 15, "server-b": None, "server-c": 600}
-EARLIEST_RESERVATION_AGE_SECONDS = {"server-a": 1200, "server-b": None, "server-c": 10800}
+_SEED_ROWS = read_seed("example", EXPECTED_SEED)
+
+AGE_COLUMNS = {
+    "earliest_reservation": "earliest_reservation_age_seconds",
+    "latest_heartbeat": "latest_heartbeat_age_seconds",
+}
+"""The view's times that depend on when the example was loaded -> the seed column holding
+each as an age in seconds at load time."""
+
+EXPECTED_ROWS: list[dict[str, object]] = [
+    {name: value for name, value in row.items() if name not in AGE_COLUMNS.values()}
+    for row in _SEED_ROWS
+]
+"""What view_build_queue_status returns over the fixtures, in its order, without the times
+that depend on when the example was loaded."""
+
+EXPECTED_AGES: dict[str, dict[str, int | None]] = {
+    column: {row["system_name"]: row[age] for row in _SEED_ROWS}
+    for column, age in AGE_COLUMNS.items()
+}
+EARLIEST_RESERVATION_AGE_SECONDS = EXPECTED_AGES["earliest_reservation"]
+LATEST_HEARTBEAT_AGE_SECONDS = EXPECTED_AGES["latest_heartbeat"]
+"""Per system, how old its times were when the example was loaded (None: the view's is NULL)."""
 
 
 def copy_example(conn: psycopg.Connection, schema: str, source: str = SOURCE_SCHEMA) -> None:
