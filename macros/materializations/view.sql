@@ -10,6 +10,17 @@
     (dependent views are then dropped, as with stock dbt; docs/production.md).
     The new query is always created first as the intermediate view, so it is checked and
     its column types are known before anything is replaced.
+
+    Follows dbt-adapters 1.24.5 (installed with dbt-postgres 1.11.0, which has no view
+    materialization of its own), file
+    dbt/include/global_project/macros/materializations/models/view.sql
+    (`materialization view, default`), statement for statement. What differs:
+    - `adapter='postgres'` instead of `default`, so it overrides dbt's only for PostgreSQL;
+    - after the intermediate view is created: the `if view_columns_are_kept(...)` branch
+      (`create or replace view` on the target, then drop the intermediate); dbt's
+      rename-and-drop swap is the `else` branch, unchanged;
+    - dbt's explanatory comments are left out.
+    pytests/test_code_quality.py fails when an upgrade changes that file.
 #}
 {%- materialization view, adapter='postgres' -%}
 
