@@ -2,8 +2,8 @@
     One row per (queued system, package it depends on). Rule: doc rule_system_packages.
     A single select, without import CTEs, on purpose: doc single_select_models.
 
-    A pair is in the queue's work when a dependency row links the system to the package.
-    `exists` makes each pair count once however many rows link it, and costs nothing when
+    A semi-join: a pair is in the queue's work when a dependency row links the system to
+    the package. `exists` makes each pair count once however many rows link it, and costs nothing when
     the table's primary key (derivation_id, depends_on_id) already rules duplicates out:
     PostgreSQL then plans a plain join, in parallel on a big queue. Dependencies on
     systems or on missing rows match no package, so they are ignored.
