@@ -37,7 +37,7 @@ where
     packages.derivation_type = 'package'
     and exists (
         select 1
-        from {{ ref('stg_crystal_forge__derivation_dependencies') }} as dependencies
+        from {{ ref('stg_crystal_forge__derivation_dependencies') }} as dependency
         where
             {#
                 `+ 0` hides the system id's column statistics from the planner, on
@@ -46,6 +46,6 @@ where
                 back) and picks a serial plan. Without them it uses the dependency
                 table's own rows per system, which are right. docs/performance.md
             #}
-            dependencies.derivation_id = systems.nixos_id + 0
-            and dependencies.depends_on_derivation_id = packages.derivation_id
+            dependency.derivation_id = systems.nixos_id + 0
+            and dependency.depends_on_derivation_id = packages.derivation_id
     )
