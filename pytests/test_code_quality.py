@@ -1,4 +1,5 @@
-"""The Python code is ruff-clean (lint and format), as part of the one test command."""
+"""The code is held to its linters as part of the one test command: ruff for Python,
+sqlfluff for SQL; and the macros' catalogue and copied dbt materialization stay in step."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from pathlib import Path
 import dbt.include.global_project
 import yaml
 
+from buildqueue.dbt import DbtOutcome, DbtProject
 from buildqueue.paths import PROJECT_DIR
+from support.sql_lint import dbt_templater_violations, emitted_sql, emitted_sql_violations
 
 RUFF = Path(sys.executable).with_name("ruff")
 
@@ -84,3 +87,10 @@ def test_view_materialization_is_dbts_plus_the_in_place_branch() -> None:
         "macros/materializations/view.sql follows: apply its changes to our copy, keep the "
         "in-place branch, and update the version in the copy's header."
     )
+
+
+def test_sqlfluff_lint(project: DbtProject, build: DbtOutcome) -> None:
+    """Zero sqlfluff violations: models, macros, tests and analyses (dbt templater, against
+    the session's database), and the SQL the macros return (support/sql_lint.py)."""
+    problems = dbt_templater_violations(project) + emitted_sql_violations(emitted_sql(project))
+    assert problems == [], f"{len(problems)} sqlfluff violation(s):\n" + "\n".join(problems)
