@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -138,36 +137,6 @@ def sample_queue(project: DbtProject, every: float | None, vars_text: str | None
     return 0
 
 
-def run_in_subprocess(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 300
-) -> subprocess.CompletedProcess[str]:
-    """`python -m buildqueue ARGS` in a process of its own, as a user's shell runs it.
-
-    For tests of what a user sees: exit code, stdout and stderr (captured, as text).
-    """
-    return subprocess.run(
-        [sys.executable, "-m", "buildqueue", *args],
-        cwd=PROJECT_DIR,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-        check=False,
-    )
-
-
-def _install_grafana_code() -> None:
-    """Install @grafana/data for the dashboard check now, where the user sees npm's progress."""
-    from buildqueue import transformations
-
-    try:
-        transformations.install()
-    except transformations.TransformationsUnavailable as error:
-        print(f"the dashboard transformation check will be skipped: {error}", file=sys.stderr)
-    except transformations.TransformationError as error:
-        print(f"{error}\nthe dashboard transformation check will fail.", file=sys.stderr)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     # Ctrl-C must stop every command (the watch loop prints "stopped.", the others
     # "interrupted.") even when we were started with SIGINT ignored: a shell without job
@@ -181,7 +150,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         from buildqueue.docker_engine import prepare_for_tests
 
-        _install_grafana_code()
         prepare_for_tests()  # Docker + the PostgreSQL 15 image for the container tests
         config = PROJECT_DIR / "pyproject.toml"
         return int(pytest.main(["-c", str(config), "--rootdir", str(PROJECT_DIR), *argv[1:]]))
@@ -201,11 +169,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "show":
             show_view(db, project.view_schema(), args.watch)
         elif args.command == "load":
-            from buildqueue.capacity import load_command
+            from buildqueue.perf.capacity import load_command
 
             return load_command(project, args)
         elif args.command == "bench":
-            from buildqueue.benchmark import bench_command
+            from buildqueue.perf.benchmark import bench_command
 
             return bench_command(db, args)
         elif args.command == "view-sql":

@@ -17,9 +17,9 @@ from psycopg import sql
 
 from buildqueue.database import BackendUnavailable, Database, open_database, start_testcontainers
 from buildqueue.dbt import DbtOutcome, DbtProject
-from buildqueue.docs import DocsArtifacts, generate_docs
-from buildqueue.example import ExampleDatabase
 from buildqueue.sampler import SAMPLE_MODEL
+from support.docs_site import DocsArtifacts, generate_docs
+from support.example import ExampleDatabase
 from support.scratch import (
     EXAMPLE_SCHEMA,
     VIEW_SCHEMA,

@@ -11,9 +11,9 @@ import pytest
 import yaml
 from psycopg.rows import dict_row
 
-from buildqueue.analyses import ANALYSES_DIR, COMPILED_DIR, analysis_names, compile_analyses
 from buildqueue.dbt import DbtOutcome, DbtProject
-from buildqueue.example import EXPECTED_ROWS
+from support.analyses import ANALYSES_DIR, COMPILED_DIR, analysis_names, compile_analyses
+from support.example import EXPECTED_ROWS
 from support.scratch import VIEW_SCHEMA
 
 SPEC_QUERIES = {

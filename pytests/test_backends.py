@@ -16,8 +16,8 @@ from buildqueue.database import (
     open_database,
 )
 from buildqueue.dbt import DbtOutcome, DbtProject
-from buildqueue.example import EXPECTED_ROWS
 from buildqueue.report import fetch_rows
+from support.example import EXPECTED_ROWS
 from support.scratch import ScratchSchemas
 
 

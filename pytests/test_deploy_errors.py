@@ -12,9 +12,9 @@ from dataclasses import replace
 
 import pytest
 
-from buildqueue.cli import run_in_subprocess
 from buildqueue.database import Database
 from buildqueue.dbt import DbtError, DbtOutcome, DbtProject
+from support.cli_process import run_in_subprocess
 from support.scratch import ScratchSchemas, scratch_name
 
 

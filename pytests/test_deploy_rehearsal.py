@@ -27,8 +27,8 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from buildqueue.database import Database
-from buildqueue.example import EXPECTED_ROWS
 from support import crystal_forge
+from support.example import EXPECTED_ROWS
 from support.rehearsal import (
     READER_ROLE,
     README,

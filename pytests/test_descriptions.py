@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import psycopg
 
-from buildqueue.docs import DocsArtifacts, model_columns, undocumented
+from support.docs_site import DocsArtifacts, model_columns, undocumented
 
 
 def test_everything_is_described(docs: DocsArtifacts, conn: psycopg.Connection) -> None:

@@ -12,9 +12,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from buildqueue.browser import BrowserUnavailable, HeadlessChromium, serve_directory
-from buildqueue.docs import DocsArtifacts
 from buildqueue.paths import PROJECT_DIR
+from support.browser import BrowserUnavailable, HeadlessChromium, serve_directory
+from support.docs_site import DocsArtifacts
 
 ARTIFACTS = PROJECT_DIR / "artifacts"
 VIEW = "model.buildqueue.view_build_queue_status"

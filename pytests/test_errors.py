@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from buildqueue.cli import run_in_subprocess
 from buildqueue.database import Database, start_embedded
 from buildqueue.dbt import DbtError, DbtOutcome, DbtProject
-from buildqueue.example import SOURCE_SCHEMA as DEFAULT_SOURCE_SCHEMA
+from support.cli_process import run_in_subprocess
+from support.example import SOURCE_SCHEMA as DEFAULT_SOURCE_SCHEMA
 from support.scratch import EXAMPLE_SCHEMA, ScratchSchemas, drop_schemas, scratch_name
 
 PASSWORD_ROLE = "buildqueue_scram_user"  # on a throw-away server of its own (scram_server)

@@ -11,13 +11,13 @@ from datetime import datetime, timedelta
 import psycopg
 from psycopg.rows import dict_row
 
-from buildqueue.example import (
+from buildqueue.report import VIEW_COLUMNS
+from support.example import (
     EARLIEST_RESERVATION_AGE_SECONDS,
     EXPECTED_ROWS,
     LATEST_HEARTBEAT_AGE_SECONDS,
     ExampleDatabase,
 )
-from buildqueue.report import VIEW_COLUMNS
 
 
 def _rows(conn: psycopg.Connection, sql: str = "select * from view_build_queue_status") -> list:

@@ -15,11 +15,12 @@ from typing import Any
 import psycopg
 import pytest
 
-from buildqueue.benchmark import CurveFleet, check_same_rows, queued_systems, time_curve_point
 from buildqueue.database import Database
 from buildqueue.dbt import DbtProject
-from buildqueue.fleet import FleetShape, generate, load_fleet
-from buildqueue.plans import (
+from buildqueue.perf.benchmark import CurveFleet, check_same_rows, queued_systems, time_curve_point
+from buildqueue.perf.fleet import FleetShape, generate
+from buildqueue.perf.loader import load_fleet
+from buildqueue.perf.plans import (
     deduplicates_dependencies,
     dependency_join_estimate,
     explain,

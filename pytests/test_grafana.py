@@ -1,6 +1,6 @@
 """grafana/: the files parse, reference each other, and their SQL returns what the example implies.
 
-No Grafana server runs here: buildqueue.grafana checks the wiring, expands the PostgreSQL
+No Grafana server runs here: support/grafana_checks.py checks the wiring, expands the PostgreSQL
 data source's macros the way Grafana does and evaluates the alert rules' reduce/threshold
 chains against the fixture view.
 """
@@ -18,13 +18,14 @@ import pytest
 import yaml
 from psycopg import sql
 
-from buildqueue import grafana
 from buildqueue.database import Database
 from buildqueue.dbt import DbtProject
-from buildqueue.example import EXPECTED_ROWS
-from buildqueue.grafana import TimeRange
 from buildqueue.paths import PROJECT_DIR
+from buildqueue.perf import grafana_files
+from buildqueue.perf.grafana_files import TimeRange
 from buildqueue.sampler import SAMPLE_MODEL
+from support import grafana_checks
+from support.example import EXPECTED_ROWS
 
 EXAMPLE_RANGE = TimeRange(datetime(2024, 1, 1, tzinfo=UTC), datetime.now(UTC))
 """A dashboard time range holding every example commit (January 2024)."""
@@ -36,26 +37,26 @@ JAN_15 = datetime(2024, 1, 15, 10, 0, tzinfo=UTC)
 @pytest.fixture(scope="module")
 def files() -> dict[str, dict[str, Any]]:
     return {
-        "dashboard": grafana.load_dashboard(),
-        "datasources": grafana.load_yaml(grafana.DATASOURCES_FILE),
-        "providers": grafana.load_yaml(grafana.DASHBOARD_PROVIDERS_FILE),
-        "alerting": grafana.load_yaml(grafana.ALERTING_FILE),
+        "dashboard": grafana_files.load_dashboard(),
+        "datasources": grafana_files.load_yaml(grafana_files.DATASOURCES_FILE),
+        "providers": grafana_files.load_yaml(grafana_files.DASHBOARD_PROVIDERS_FILE),
+        "alerting": grafana_files.load_yaml(grafana_files.ALERTING_FILE),
     }
 
 
 def _problems(files: dict[str, dict[str, Any]]) -> list[str]:
-    return grafana.structure_problems(
+    return grafana_checks.structure_problems(
         files["dashboard"], files["datasources"], files["providers"], files["alerting"]
     )
 
 
 def _panel(files: dict, title: str) -> dict[str, Any]:
-    (panel,) = [p for p in grafana.panels(files["dashboard"]) if p["title"] == title]
+    (panel,) = [p for p in grafana_files.panels(files["dashboard"]) if p["title"] == title]
     return panel
 
 
 def _rule(files: dict, uid: str) -> dict[str, Any]:
-    (rule,) = [r for _, r in grafana.alert_rules(files["alerting"]) if r["uid"] == uid]
+    (rule,) = [r for _, r in grafana_files.alert_rules(files["alerting"]) if r["uid"] == uid]
     return rule
 
 
@@ -126,7 +127,7 @@ def test_the_structure_check_catches_breakage(files: dict, breakage: Any, expect
 def test_an_exception_to_the_one_query_rule_goes_with_its_query(
     files: dict, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setitem(grafana.VIEW_QUERY_EXCEPTIONS, 4, "Stale workers (it reuses panel 1)")
+    monkeypatch.setitem(grafana_files.VIEW_QUERY_EXCEPTIONS, 4, "Stale workers (it reuses panel 1)")
     assert any(
         problem.startswith("panel 4 is excused")
         and "remove it from VIEW_QUERY_EXCEPTIONS" in problem
@@ -155,7 +156,7 @@ def test_dashboard_provider_loads_the_dashboard_folder(files: dict) -> None:
     assert provider["type"] == "file"
     assert provider["options"]["path"].endswith("/buildqueue")
     assert provider["disableDeletion"] is True
-    assert sorted(p.name for p in grafana.DASHBOARD_FILE.parent.glob("*.json")) == [
+    assert sorted(p.name for p in grafana_files.DASHBOARD_FILE.parent.glob("*.json")) == [
         "build-queue.json"
     ]
 
@@ -168,7 +169,7 @@ def test_dashboard_is_current_grafana(files: dict) -> None:
 
 
 def test_dashboard_has_the_five_panels_of_the_spec(files: dict) -> None:
-    kinds = [(p["title"], p["type"]) for p in grafana.panels(files["dashboard"])]
+    kinds = [(p["title"], p["type"]) for p in grafana_files.panels(files["dashboard"])]
     assert kinds == [
         ("Systems overview", "table"),
         ("Worker distribution", "barchart"),
@@ -181,22 +182,24 @@ def test_dashboard_has_the_five_panels_of_the_spec(files: dict) -> None:
 def test_one_view_query_per_refresh(files: dict) -> None:
     """Panel 1 queries the view; panels 2, 4 and 5 reuse its rows (Dashboard data source)."""
     dashboard = files["dashboard"]
-    queries = [(panel["id"], target["refId"]) for panel, target in grafana.view_queries(dashboard)]
-    excused = sorted(grafana.VIEW_QUERY_EXCEPTIONS)
+    queries = [
+        (panel["id"], target["refId"]) for panel, target in grafana_files.view_queries(dashboard)
+    ]
+    excused = sorted(grafana_files.VIEW_QUERY_EXCEPTIONS)
     assert queries == sorted([(1, "A")] + [(panel_id, "A") for panel_id in excused])
     assert excused == []  # 3, Queue depth over time, reads the queue history instead
     reusing = {
-        panel["id"]: grafana.source_panel(dashboard, panel)["id"]
-        for panel in grafana.panels(dashboard)
-        if grafana.is_dashboard_datasource(panel["datasource"])
+        panel["id"]: grafana_files.source_panel(dashboard, panel)["id"]
+        for panel in grafana_files.panels(dashboard)
+        if grafana_files.is_dashboard_datasource(panel["datasource"])
     }
     assert reusing == {2: 1, 4: 1, 5: 1}
-    for panel in grafana.panels(dashboard):
+    for panel in grafana_files.panels(dashboard):
         if panel["id"] in reusing:
             (target,) = panel["targets"]
             assert target["withTransforms"] is False  # the query's rows, not panel 1's table
             assert "rawSql" not in target
-    sql = [panel["id"] for panel, _ in grafana.sql_targets(dashboard)]
+    sql = [panel["id"] for panel, _ in grafana_files.sql_targets(dashboard)]
     assert sql == [1, 3]  # what one refresh sends the database: the view, the history
     (history,) = _panel(files, "Queue depth over time")["targets"]
     assert "from build_queue_samples" in history["rawSql"]
@@ -243,7 +246,7 @@ def test_alert_thresholds_and_durations_are_the_specs(files: dict) -> None:
 
 def test_alert_file_has_no_dollar_grafana_would_interpolate(files: dict) -> None:
     """Grafana expands $VARS from its environment in alert files, except in annotations."""
-    for _, rule in grafana.alert_rules(files["alerting"]):
+    for _, rule in grafana_files.alert_rules(files["alerting"]):
         without_annotations = {k: v for k, v in rule.items() if k != "annotations"}
         assert "$" not in yaml.safe_dump(without_annotations), rule["uid"]
 
@@ -259,17 +262,17 @@ def test_macros_expand_like_grafana() -> None:
         "select $__time(c), $__timeEpoch(c), $__timeGroupAlias(c, '5m') from t "
         "where $__timeFilter(c) and $__timeFrom() < $__timeTo() and $__unixEpochFilter(e)"
     )
-    assert grafana.expand_macros(sql, span) == (
+    assert grafana_files.expand_macros(sql, span) == (
         'select c AS "time", extract(epoch from c) as "time", '
         'floor(extract(epoch from c)/300)*300 AS "time" from t '
         "where c BETWEEN '2024-01-14T09:00:00Z' AND '2024-01-15T10:30:00.005Z' "
         "and '2024-01-14T09:00:00Z' < '2024-01-15T10:30:00.005Z' "
         "and e >= 1705222800 AND e <= 1705314600"
     )
-    with pytest.raises(grafana.GrafanaError, match="unknown macro"):
-        grafana.expand_macros("select $__nope(x)", span)
-    with pytest.raises(grafana.GrafanaError, match="unexpanded"):
-        grafana.expand_macros("select $__interval", span)
+    with pytest.raises(grafana_files.GrafanaError, match="unknown macro"):
+        grafana_files.expand_macros("select $__nope(x)", span)
+    with pytest.raises(grafana_files.GrafanaError, match="unexpanded"):
+        grafana_files.expand_macros("select $__interval", span)
 
 
 # --- the panels' and alerts' SQL on the example --------------------------------------
@@ -277,17 +280,17 @@ def test_macros_expand_like_grafana() -> None:
 
 def _rows(conn: psycopg.Connection, panel: dict, time_range: TimeRange = EXAMPLE_RANGE) -> list:
     (target,) = panel["targets"]
-    columns, rows = grafana.run_query(conn, target["rawSql"], time_range)
+    columns, rows = grafana_checks.run_query(conn, target["rawSql"], time_range)
     return [dict(zip(columns, row, strict=True)) for row in rows]
 
 
 def test_every_query_runs_on_the_example(files: dict, conn: psycopg.Connection) -> None:
-    for panel, target in grafana.sql_targets(files["dashboard"]):
-        grafana.run_query(conn, target["rawSql"], EXAMPLE_RANGE)  # raises on bad SQL
+    for panel, target in grafana_files.sql_targets(files["dashboard"]):
+        grafana_checks.run_query(conn, target["rawSql"], EXAMPLE_RANGE)  # raises on bad SQL
         assert panel["title"]
-    for _, rule in grafana.alert_rules(files["alerting"]):
-        for query in grafana.rule_queries(rule):
-            columns, rows = grafana.run_query(conn, query["model"]["rawSql"], EXAMPLE_RANGE)
+    for _, rule in grafana_files.alert_rules(files["alerting"]):
+        for query in grafana_files.rule_queries(rule):
+            columns, rows = grafana_checks.run_query(conn, query["model"]["rawSql"], EXAMPLE_RANGE)
             assert columns[0] == "time" and len(rows) == 1, rule["uid"]
 
 
@@ -349,11 +352,11 @@ def test_queue_depth_panel(
 def test_alerts_on_the_example(
     files: dict, conn: psycopg.Connection, uid: str, value: int, firing: bool
 ) -> None:
-    evaluation = grafana.evaluate_rule(_rule(files, uid), conn)
+    evaluation = grafana_checks.evaluate_rule(_rule(files, uid), conn)
     assert (evaluation.value, evaluation.firing) == (value, firing)
 
 
 def test_queue_alert_fires_above_its_threshold(files: dict, conn: psycopg.Connection) -> None:
     rule = copy.deepcopy(_rule(files, "buildqueue-queue-growing"))
     _node(rule, "C")["model"]["conditions"][0]["evaluator"]["params"] = [7]
-    assert grafana.evaluate_rule(rule, conn).firing
+    assert grafana_checks.evaluate_rule(rule, conn).firing

@@ -5,7 +5,7 @@ panel 1's query, and their transformations make what they draw. Here panel 1's S
 on the example view (Grafana's macros expanded), its result becomes the data frame
 Grafana's PostgreSQL data source sends the browser, and each panel's transformation list
 runs through @grafana/data (the pinned npm package, bundled and loaded in headless
-Chromium by buildqueue.transformations). What Grafana's code returned for each panel is
+Chromium by support/transformations.py). What Grafana's code returned for each panel is
 written to artifacts/grafana-transformations.json.
 """
 
@@ -20,21 +20,22 @@ from typing import Any
 import psycopg
 import pytest
 
-from buildqueue import grafana, transformations
-from buildqueue.browser import BrowserUnavailable
 from buildqueue.dbt import DbtOutcome, DbtProject
-from buildqueue.example import EXPECTED_ROWS, LATEST_HEARTBEAT_AGE_SECONDS
-from buildqueue.fleet import STATUS_CATALOGUE
-from buildqueue.grafana import TimeRange
 from buildqueue.paths import PROJECT_DIR
-from buildqueue.transformations import (
+from buildqueue.perf import grafana_files
+from buildqueue.perf.fleet import STATUS_CATALOGUE
+from buildqueue.perf.grafana_files import TimeRange
+from support import transformations
+from support.browser import BrowserUnavailable
+from support.example import EXPECTED_ROWS, LATEST_HEARTBEAT_AGE_SECONDS
+from support.scratch import EXAMPLE_SCHEMA as SOURCE_SCHEMA
+from support.transformations import (
     Frame,
     GrafanaTransformations,
     TransformationError,
     TransformationsUnavailable,
     query_frame,
 )
-from support.scratch import EXAMPLE_SCHEMA as SOURCE_SCHEMA
 
 DASHBOARD_RANGE = TimeRange.last(timedelta(days=30))
 """The dashboard's default time range (now-30d .. now); panel 1's query uses no macro."""
@@ -68,7 +69,7 @@ def fresh_example(project: DbtProject, build: DbtOutcome) -> None:
 
 @pytest.fixture(scope="module")
 def dashboard() -> dict[str, Any]:
-    return grafana.load_dashboard()
+    return grafana_files.load_dashboard()
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +91,7 @@ def report() -> Iterator[dict[str, Any]]:
 
 
 def _panel(dashboard: dict, title: str) -> dict[str, Any]:
-    (panel,) = [p for p in grafana.panels(dashboard) if p["title"] == title]
+    (panel,) = [p for p in grafana_files.panels(dashboard) if p["title"] == title]
     return panel
 
 
@@ -98,8 +99,8 @@ def _source_frame(dashboard: dict, conn: psycopg.Connection) -> dict[str, Any]:
     """Panel 1's query on the current database: the one view query of a refresh."""
     (target,) = [
         target
-        for panel, target in grafana.view_queries(dashboard)
-        if panel["id"] not in grafana.VIEW_QUERY_EXCEPTIONS
+        for panel, target in grafana_files.view_queries(dashboard)
+        if panel["id"] not in grafana_files.VIEW_QUERY_EXCEPTIONS
     ]
     return query_frame(conn, target["rawSql"], DASHBOARD_RANGE, target["refId"])
 
@@ -114,8 +115,8 @@ def _draw(
 ) -> Frame:
     """The one frame Grafana's code makes of the panel's input on the current database."""
     panel = _panel(dashboard, title)
-    if grafana.is_dashboard_datasource(panel["datasource"]):
-        assert grafana.source_panel(dashboard, panel)["id"] == 1
+    if grafana_files.is_dashboard_datasource(panel["datasource"]):
+        assert grafana_files.source_panel(dashboard, panel)["id"] == 1
     frames = code.apply(panel.get("transformations", []), [_source_frame(dashboard, conn)])
     report.setdefault(title, {})[case] = [frame.as_json() for frame in frames]
     (frame,) = frames

@@ -16,7 +16,7 @@ import pytest
 
 from buildqueue.database import Database
 from buildqueue.dbt import DbtOutcome, DbtProject
-from buildqueue.example import EXPECTED_ROWS
+from support.example import EXPECTED_ROWS
 from support.scratch import EXAMPLE_SCHEMA as SOURCE_SCHEMA
 from support.scratch import ScratchSchemas, scratch_name
 

@@ -16,7 +16,7 @@ from psycopg.rows import dict_row
 
 from buildqueue.database import Database
 from buildqueue.dbt import DbtProject
-from buildqueue.example import EXPECTED_ROWS
+from support.example import EXPECTED_ROWS
 from support.scratch import ScratchSchemas, scratch_name
 
 SCHEMA = scratch_name("idempotence")

@@ -11,7 +11,7 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from buildqueue.example import ExampleDatabase
+from support.example import ExampleDatabase
 
 pytestmark = pytest.mark.usefixtures("reload_example")
 

@@ -14,8 +14,10 @@ from typing import Any
 
 import pytest
 
-from buildqueue import grafana
-from buildqueue.capacity import (
+from buildqueue.database import Database
+from buildqueue.dbt import DbtError, DbtOutcome, DbtProject
+from buildqueue.perf import grafana_files
+from buildqueue.perf.capacity import (
     DASHBOARD_DATASOURCE_UID,
     AlertRule,
     LoadError,
@@ -30,10 +32,8 @@ from buildqueue.capacity import (
     read_workload,
     run_workload,
 )
-from buildqueue.database import Database
-from buildqueue.dbt import DbtError, DbtOutcome, DbtProject
-from buildqueue.fleet import FleetShape
-from buildqueue.load import percentile
+from buildqueue.perf.fleet import FleetShape
+from buildqueue.perf.load import percentile
 from support.scratch import drop_schemas, scratch_name
 
 SOURCE_SCHEMA = scratch_name("load")
@@ -74,7 +74,7 @@ def fleet(database: Database, build: DbtOutcome) -> Iterator[Any]:
 
 
 def test_each_refresh_sends_exactly_the_dashboards_queries(fleet: Any) -> None:
-    expected = _sql_targets(grafana.load_dashboard())
+    expected = _sql_targets(grafana_files.load_dashboard())
     assert {q.key: q.raw_sql for q in fleet.workload.refresh_queries} == expected
     for step in fleet.capacities[0].steps:
         viewer_keys = {key: n for key, n in step.sent.items() if key.startswith("panel ")}
@@ -87,8 +87,8 @@ def test_each_refresh_sends_exactly_the_dashboards_queries(fleet: Any) -> None:
 
 
 def test_alert_rules_run_alongside(database: Database, fleet: Any) -> None:
-    alerting = grafana.load_yaml(grafana.ALERTING_FILE)
-    uids = {str(rule["uid"]) for _, rule in grafana.alert_rules(alerting)}
+    alerting = grafana_files.load_yaml(grafana_files.ALERTING_FILE)
+    uids = {str(rule["uid"]) for _, rule in grafana_files.alert_rules(alerting)}
     assert {rule.uid for rule in fleet.workload.alert_rules} == uids
     # rules are spread over their 60 s interval (the first at 10 s): none in a 1 s step
     for step in fleet.capacities[0].steps:
@@ -114,7 +114,7 @@ def test_report_structure(fleet: Any) -> None:
 def test_dashboard_panels_send_nothing_and_missing_tables_are_skipped(
     database: Database, fleet: Any
 ) -> None:
-    dashboard = copy.deepcopy(grafana.load_dashboard())
+    dashboard = copy.deepcopy(grafana_files.load_dashboard())
     reuse, missing = dashboard["panels"][1], dashboard["panels"][2]
     reuse["datasource"] = {"type": "datasource", "uid": DASHBOARD_DATASOURCE_UID}
     reuse["targets"] = [{"refId": "A", "panelId": 1, "datasource": reuse["datasource"]}]

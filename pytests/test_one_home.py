@@ -14,9 +14,9 @@ from typing import Any
 
 import yaml
 
-from buildqueue.docs import DocsArtifacts
 from buildqueue.paths import PROJECT_DIR
 from buildqueue.report import VIEW_COLUMNS
+from support.docs_site import DocsArtifacts
 
 README = (PROJECT_DIR / "README.md").read_text()
 VIEW_NODE = "model.buildqueue.view_build_queue_status"

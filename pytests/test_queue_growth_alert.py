@@ -14,12 +14,13 @@ import yaml
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from buildqueue import grafana
-from buildqueue.analyses import COMPILED_DIR
 from buildqueue.database import Database
 from buildqueue.dbt import DbtProject
 from buildqueue.paths import PROJECT_DIR
+from buildqueue.perf import grafana_files
 from buildqueue.sampler import SAMPLE_MODEL
+from support import grafana_checks
+from support.analyses import COMPILED_DIR
 
 ANALYSIS = "alert_queue_growing_over_window"
 RULE_UID = "buildqueue-queue-growing-window"
@@ -64,14 +65,14 @@ def analysis_rows(
 
 
 def rule() -> dict[str, Any]:
-    alerting = grafana.load_yaml(grafana.ALERTING_FILE)
-    (found,) = [r for _, r in grafana.alert_rules(alerting) if r["uid"] == RULE_UID]
+    alerting = grafana_files.load_yaml(grafana_files.ALERTING_FILE)
+    (found,) = [r for _, r in grafana_files.alert_rules(alerting) if r["uid"] == RULE_UID]
     return found
 
 
-def evaluate(database: Database, schema: str) -> grafana.AlertEvaluation:
+def evaluate(database: Database, schema: str) -> grafana_checks.AlertEvaluation:
     with database.connect(options=f"-c search_path={schema}") as conn:
-        return grafana.evaluate_rule(rule(), conn)
+        return grafana_checks.evaluate_rule(rule(), conn)
 
 
 @pytest.mark.parametrize(("history", "growth"), HISTORIES.values(), ids=HISTORIES.keys())
@@ -104,14 +105,14 @@ def test_the_rule_reads_the_var_default() -> None:
     default = yaml.safe_load((PROJECT_DIR / "dbt_project.yml").read_text())["vars"][
         "queue_growth_window"
     ]
-    (query,) = grafana.rule_queries(rule())
+    (query,) = grafana_files.rule_queries(rule())
     assert f"interval '{default}'" in query["model"]["rawSql"]
     assert default in rule()["annotations"]["summary"]
     assert default == "30 minutes"
 
 
 def test_the_rule_reads_the_queue_history() -> None:
-    (query,) = grafana.rule_queries(rule())
+    (query,) = grafana_files.rule_queries(rule())
     assert "from build_queue_samples" in query["model"]["rawSql"]
     assert "view_build_queue_status" not in query["model"]["rawSql"]
     assert rule()["panelId"] == 3  # the "Queue depth over time" panel

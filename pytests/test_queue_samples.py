@@ -23,13 +23,13 @@ import pytest
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from buildqueue.cli import run_in_subprocess
 from buildqueue.database import Database
 from buildqueue.dbt import DbtProject
-from buildqueue.fleet import status_ids
 from buildqueue.paths import PROJECT_DIR
+from buildqueue.perf.fleet import status_ids
 from buildqueue.report import fetch_rows
 from buildqueue.sampler import SAMPLE_MODEL, take_sample
+from support.cli_process import run_in_subprocess
 from support.scratch import EXAMPLE_SCHEMA as SOURCE_SCHEMA
 
 ONE_BUCKET = {"queue_sample_interval": "1000 weeks", "queue_sample_retention": "1000 weeks"}

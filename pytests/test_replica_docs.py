@@ -3,7 +3,7 @@
 Its replica data source must be the shipped one with only the name, uid and address
 changed; its dashboard command must move every panel, and nothing else, to the replica
 data source, leaving files Grafana would accept; its SQL must be the queries
-`buildqueue.replica` holds (and pytests/test_replica.py runs).
+`buildqueue.perf.replica` holds (and pytests/test_replica.py runs).
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ from typing import Any
 import pytest
 import yaml
 
-from buildqueue import grafana
 from buildqueue.paths import PROJECT_DIR
-from buildqueue.replica import PRIMARY_REPLICATION_QUERY, STANDBY_DELAY_QUERY
+from buildqueue.perf import grafana_files
+from buildqueue.perf.replica import PRIMARY_REPLICATION_QUERY, STANDBY_DELAY_QUERY
+from support import grafana_checks
 
 DOC = PROJECT_DIR / "docs" / "replicas.md"
 PRIMARY_UID = "buildqueue-postgres"
@@ -39,7 +40,7 @@ def replica_source() -> dict[str, Any]:
 def test_replica_data_source_is_the_shipped_one_at_another_address(
     replica_source: dict[str, Any],
 ) -> None:
-    (shipped,) = grafana.load_yaml(grafana.DATASOURCES_FILE)["datasources"]
+    (shipped,) = grafana_files.load_yaml(grafana_files.DATASOURCES_FILE)["datasources"]
     assert shipped["uid"] == PRIMARY_UID
     expected = {
         **shipped,
@@ -56,9 +57,9 @@ def _documented_dashboard() -> dict[str, Any]:
     match = re.search(r"sed '([^']+)' (\S+)", command)
     assert match, command
     expression, path = match.groups()
-    assert (PROJECT_DIR / path).resolve() == grafana.DASHBOARD_FILE
+    assert (PROJECT_DIR / path).resolve() == grafana_files.DASHBOARD_FILE
     out = subprocess.run(
-        ["sed", expression, str(grafana.DASHBOARD_FILE)],
+        ["sed", expression, str(grafana_files.DASHBOARD_FILE)],
         check=True,
         capture_output=True,
         text=True,
@@ -79,7 +80,7 @@ def _uids(node: Any) -> list[str]:
 def test_documented_dashboard_reads_the_replica_and_the_alerts_the_primary(
     replica_source: dict[str, Any],
 ) -> None:
-    shipped = grafana.load_dashboard()
+    shipped = grafana_files.load_dashboard()
     installed = _documented_dashboard()
     before, after = _uids(shipped), _uids(installed)
     assert before.count(PRIMARY_UID) > 0
@@ -88,17 +89,20 @@ def test_documented_dashboard_reads_the_replica_and_the_alerts_the_primary(
     # nothing but the data source references changed
     assert json.dumps(installed).replace(REPLICA_UID, PRIMARY_UID) == json.dumps(shipped)
 
-    datasources = grafana.load_yaml(grafana.DATASOURCES_FILE)
+    datasources = grafana_files.load_yaml(grafana_files.DATASOURCES_FILE)
     datasources["datasources"].append(replica_source)
-    alerting = grafana.load_yaml(grafana.ALERTING_FILE)
-    problems = grafana.structure_problems(
-        installed, datasources, grafana.load_yaml(grafana.DASHBOARD_PROVIDERS_FILE), alerting
+    alerting = grafana_files.load_yaml(grafana_files.ALERTING_FILE)
+    problems = grafana_checks.structure_problems(
+        installed,
+        datasources,
+        grafana_files.load_yaml(grafana_files.DASHBOARD_PROVIDERS_FILE),
+        alerting,
     )
     assert problems == []
     alert_sources = {
         query["datasourceUid"]
-        for _, rule in grafana.alert_rules(alerting)
-        for query in grafana.rule_queries(rule)
+        for _, rule in grafana_files.alert_rules(alerting)
+        for query in grafana_files.rule_queries(rule)
     }
     assert alert_sources == {PRIMARY_UID}
 

@@ -25,7 +25,7 @@ from psycopg import sql
 
 from buildqueue.database import Database
 from buildqueue.dbt import DbtProject
-from buildqueue.fleet import drop_secondary_indexes
+from buildqueue.perf.catalog import drop_secondary_indexes
 from support.scratch import ScratchSchemas, scratch_name
 
 SCHEMA = scratch_name("source_indexes")

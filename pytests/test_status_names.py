@@ -14,9 +14,9 @@ import pytest
 
 from buildqueue.database import Database
 from buildqueue.dbt import DbtError, DbtOutcome, DbtProject
-from buildqueue.example import EXPECTED_ROWS, copy_example
 from buildqueue.paths import PROJECT_DIR
 from buildqueue.report import fetch_rows
+from support.example import EXPECTED_ROWS, copy_example
 from support.scratch import EXAMPLE_SCHEMA, ScratchSchemas
 
 # Crystal Forge's own derivation_statuses (issue 9).

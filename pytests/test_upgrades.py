@@ -18,7 +18,6 @@ import pytest
 
 from buildqueue.database import Database
 from buildqueue.dbt import DbtOutcome, DbtProject
-from buildqueue.example import EXPECTED_ROWS
 from buildqueue.report import fetch_rows
 from support.crystal_forge import (
     create_scratch_database,
@@ -26,6 +25,7 @@ from support.crystal_forge import (
     load_example,
     refresh_reservations,
 )
+from support.example import EXPECTED_ROWS
 from support.scratch import ScratchSchemas, drop_roles, scratch_name
 
 PAUSED = "view_build_queue_status is paused for a Crystal Forge upgrade"

@@ -12,11 +12,11 @@ from dataclasses import replace
 
 import pytest
 
-from buildqueue.cli import run_in_subprocess
 from buildqueue.database import Database
 from buildqueue.dbt import DbtOutcome, DbtProject
 from buildqueue.report import fetch_rows
 from buildqueue.view_sql import view_sql
+from support.cli_process import run_in_subprocess
 from support.scratch import EXAMPLE_SCHEMA, ScratchSchemas
 from support.scratch import VIEW_SCHEMA as CI_VIEW_SCHEMA
 

@@ -1,4 +1,15 @@
-"""What only tests use, never imported by the CLI or the performance lab in `buildqueue/`:
-scratch schemas and roles and the leftovers guard (scratch, scratch_fixtures), databases
-shaped like Crystal Forge's (crystal_forge) and the deploy rehearsal (rehearsal).
+"""What only tests use, never imported by the CLI (`buildqueue`) or the performance lab
+(`buildqueue.perf`):
+
+    scratch, scratch_fixtures -- scratch schemas and roles per test, and the leftovers guard
+    example          -- the spec's example rows the view must return, and copies of the example
+    crystal_forge    -- databases shaped like Crystal Forge's (crystal_forge_schema.sql)
+    rehearsal        -- the README's deploy commands, run as written
+    grafana_checks   -- the Grafana files' wiring, and their panel and alert queries run
+    transformations  -- the panels' transformations in Grafana's own code (@grafana/data),
+                        in headless Chromium (browser)
+    docs_site        -- dbt docs generated and checked for undocumented models and columns
+    analyses         -- the analyses compiled by dbt
+    cli_process      -- the `buildqueue` command in a process of its own, as a shell runs it
+    dsn_run          -- part of the suite through the DSN backend (the leftovers check)
 """

@@ -21,8 +21,8 @@ import psycopg
 from psycopg import sql
 
 from buildqueue.database import Database
-from buildqueue.example import CRYSTAL_FORGE_TABLES
 from buildqueue.paths import PROJECT_DIR
+from buildqueue.perf.catalog import CRYSTAL_FORGE_TABLES
 
 SCHEMA_SQL = Path(__file__).with_name("crystal_forge_schema.sql")
 FIXTURES_DIR = PROJECT_DIR / "seeds" / "example"

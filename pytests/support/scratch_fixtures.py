@@ -19,7 +19,7 @@ from psycopg import sql
 
 from buildqueue.database import Database
 from buildqueue.dbt import DbtOutcome, DbtProject
-from buildqueue.example import copy_example
+from support.example import copy_example
 from support.scratch import EXAMPLE_SCHEMA, ScratchSchemas
 
 RELOAD_AFTER = timedelta(minutes=2, seconds=30)
@@ -45,7 +45,7 @@ def module_scratch_schema(database: Database) -> Iterator[ScratchSchemas]:
 
 def load_example_copy(database: Database, schema: str, view: bool = True) -> DbtProject:
     """A copy of the session's example in ``schema``, as fresh as a new load (its
-    reservation times re-aged, `buildqueue.example.copy_example`), and (``view``) the view
+    reservation times re-aged, `support.example.copy_example`), and (``view``) the view
     built next to it. Returns the project (target ci; schema and source_schema ``schema``).
     """
     with database.connect() as conn:

@@ -1,13 +1,13 @@
 """How many view queries a hot standby serves, next to its primary: the replica load report.
 
-    python -m buildqueue.replica_load [--systems 1000] [--packages 200] [--clients 1 4]
+    python -m buildqueue.perf.replica_load [--systems 1000] [--packages 200] [--clients 1 4]
                                       [--seconds 20]
-    python -m buildqueue.replica_load --conflicts
+    python -m buildqueue.perf.replica_load --conflicts
 
-Starts a primary and a hot standby on 127.0.0.1 (`buildqueue.replica`), loads a synthetic
-fleet on the primary (`buildqueue.fleet.load_fleet`, the generator `./run load` and the
+Starts a primary and a hot standby on 127.0.0.1 (`buildqueue.perf.replica`), loads a synthetic
+fleet on the primary (`buildqueue.perf.fleet.load_fleet`, the generator `./run load` and the
 benchmark use), deploys the view there with dbt, waits until the standby has replayed it,
-then runs the load machinery's Grafana-like pollers (`buildqueue.load.Pollers`: one
+then runs the load machinery's Grafana-like pollers (`buildqueue.perf.load.Pollers`: one
 connection each, one autocommit query after another, every row fetched) for each client
 count:
 
@@ -42,16 +42,16 @@ from psycopg import sql
 
 from buildqueue.database import Database, DatabaseError
 from buildqueue.dbt import DbtError, DbtProject
-from buildqueue.example import SOURCE_SCHEMA as EXAMPLE_SOURCE_SCHEMA
-from buildqueue.fleet import FleetShape, load_fleet
-from buildqueue.load import (
+from buildqueue.perf.fleet import FleetShape
+from buildqueue.perf.load import (
     LOAD_SOURCE_SCHEMA,
     LOAD_VIEW_SCHEMA,
     Pollers,
     PollStats,
     percentile,
 )
-from buildqueue.replica import ReplicaError, ReplicaPair, replicated_pair
+from buildqueue.perf.loader import load_fleet
+from buildqueue.perf.replica import ReplicaError, ReplicaPair, replicated_pair
 from buildqueue.report import view_query
 
 
@@ -223,7 +223,7 @@ def measure_conflicts(
     project = DbtProject(pair.primary, target="ci", schema=view_schema)
     project.load_fixtures()
     project.invoke("run")
-    reservations = sql.Identifier(EXAMPLE_SOURCE_SCHEMA, "build_reservations")
+    reservations = sql.Identifier(settings()["source_schema"], "build_reservations")
     runs = []
     for delay, feedback in settings:
         _configure_standby(pair, delay, feedback)
@@ -252,7 +252,7 @@ def measure_conflicts(
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m buildqueue.replica_load", description=__doc__.split("\n\n")[0]
+        prog="python -m buildqueue.perf.replica_load", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument("--systems", type=int, default=1000, help="queued systems (1000)")
     parser.add_argument("--packages", type=int, default=200, help="packages per system (200)")

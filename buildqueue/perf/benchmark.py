@@ -1,6 +1,6 @@
 """Benchmark view_build_queue_status on synthetic fleets against a one-query baseline.
 
-For each fleet shape (`buildqueue.fleet`): load it into a scratch schema, build the view
+For each fleet shape (`buildqueue.perf.fleet`): load it into a scratch schema, build the view
 over it with dbt (``--vars '{source_schema: <scratch>}'``, into its own schema), then
 
 * check that the view and the baseline return the same rows, both run in one
@@ -32,9 +32,16 @@ from psycopg import sql
 
 from buildqueue.database import Database
 from buildqueue.dbt import DbtProject
-from buildqueue.fleet import FleetShape, describe_indexes, load_fleet, status_ids
 from buildqueue.paths import PROJECT_DIR, SCRATCH_DIR
-from buildqueue.plans import deduplicates_dependencies, dependency_join_estimate, explain, nodes
+from buildqueue.perf.catalog import describe_indexes
+from buildqueue.perf.fleet import FleetShape, status_ids
+from buildqueue.perf.loader import load_fleet
+from buildqueue.perf.plans import (
+    deduplicates_dependencies,
+    dependency_join_estimate,
+    explain,
+    nodes,
+)
 from buildqueue.report import VIEW_COLUMNS, view_query
 
 DEFAULT_SHAPES = (

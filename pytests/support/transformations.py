@@ -7,7 +7,7 @@ package ``@grafana/data``. This module runs that code, not a re-implementation o
    (``npm ci`` from the committed package.json and package-lock.json) when it is missing;
 2. ``build_bundle`` bundles ``grafana/transformations/index.js`` with esbuild into one
    script (``@grafana/data`` needs a browser's ``window``; it does not load in plain Node);
-3. `GrafanaTransformations` loads that script in headless Chromium (`buildqueue.browser`)
+3. `GrafanaTransformations` loads that script in headless Chromium (`support.browser`)
    and applies a transformation list to data frames;
 4. ``query_frame`` turns a query's result into the data frame Grafana's PostgreSQL data
    source hands the browser (numbers, times as epoch milliseconds, strings, booleans).
@@ -32,9 +32,9 @@ from typing import Any
 
 import psycopg
 
-from buildqueue.browser import HeadlessChromium, serve_directory
-from buildqueue.grafana import GRAFANA_DIR, TimeRange, expand_macros
 from buildqueue.paths import SCRATCH_DIR
+from buildqueue.perf.grafana_files import GRAFANA_DIR, TimeRange, expand_macros
+from support.browser import HeadlessChromium, serve_directory
 
 PACKAGE_DIR = GRAFANA_DIR / "transformations"
 """package.json, package-lock.json (the pinned @grafana/data) and the bundle's entry."""
@@ -228,7 +228,7 @@ class GrafanaTransformations:
     """@grafana/data loaded in headless Chromium; use as a context manager.
 
     Raises `TransformationsUnavailable` (no Node.js/npm) or
-    `buildqueue.browser.BrowserUnavailable` (no Chromium) when it cannot run here.
+    `support.browser.BrowserUnavailable` (no Chromium) when it cannot run here.
     """
 
     def __init__(self) -> None:

@@ -1,8 +1,8 @@
 """What one queue sample costs on a synthetic fleet (default 1000 systems x 1000 packages).
 
-    .venv/bin/python -m buildqueue.sample_cost [SIZE] [--runs N] [--database ...]
+    .venv/bin/python -m buildqueue.perf.sample_cost [SIZE] [--runs N] [--database ...]
 
-Loads the fleet (`buildqueue.fleet`) into a scratch source schema, builds the view and
+Loads the fleet (`buildqueue.perf.fleet`) into a scratch source schema, builds the view and
 the samples table over it in a scratch schema, then times, each the median of ``runs``:
 
 * the view alone (`select *`, what one dashboard query costs), and the sample's query
@@ -33,11 +33,11 @@ from pathlib import Path
 
 from psycopg import sql
 
-from buildqueue.benchmark import machine, parse_shape
 from buildqueue.database import Database, open_database
 from buildqueue.dbt import DbtProject
-from buildqueue.fleet import load_fleet
 from buildqueue.paths import PROJECT_DIR
+from buildqueue.perf.benchmark import machine, parse_shape
+from buildqueue.perf.loader import load_fleet
 from buildqueue.sampler import SAMPLE_MODEL
 
 COMPILED_MODEL = (
@@ -172,7 +172,9 @@ def measure(database: Database, size: str, runs: int) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m buildqueue.sample_cost", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m buildqueue.perf.sample_cost", description=__doc__
+    )
     parser.add_argument("size", nargs="?", default="1000x1000", help="SYSTEMSxPACKAGES")
     parser.add_argument("--runs", type=int, default=5, help="timed runs of each (median)")
     parser.add_argument("--database", help="embedded (default), env, testcontainers or a DSN")

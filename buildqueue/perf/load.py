@@ -3,7 +3,7 @@
 `poll_view` is one Grafana-like client: its own connection, one short autocommit
 transaction per query, every row fetched. The redeploy tests run it while dbt rebuilds
 the view. The capacity search of `buildqueue load` (viewers sending the dashboard's own
-queries) lives in `buildqueue.capacity`, and uses `percentile` from here.
+queries) lives in `buildqueue.perf.capacity`, and uses `percentile` from here.
 """
 
 from __future__ import annotations

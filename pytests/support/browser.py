@@ -4,7 +4,7 @@
 starts chromedriver (Debian packages `chromium` and `chromium-driver`) and speaks the
 W3C WebDriver protocol to it with urllib: open a URL, run JavaScript in the page (also
 asynchronous JavaScript), take a screenshot. That is all the docs-site test and Grafana's
-transformation code (buildqueue.transformations) need, without a browser-automation
+transformation code (support/transformations.py) need, without a browser-automation
 dependency in the project.
 """
 

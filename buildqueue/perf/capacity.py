@@ -2,7 +2,7 @@
 
 A *viewer* is one open dashboard refreshing every R seconds. Per refresh it sends exactly
 the queries the dashboard sends: every panel target in grafana/dashboards/build-queue.json
-that carries SQL, with Grafana's macros expanded (`buildqueue.grafana.expand_macros`) for
+that carries SQL, with Grafana's macros expanded (`buildqueue.grafana_files.expand_macros`) for
 the dashboard's time range ending at that refresh. Panels on the built-in Dashboard data
 source (uid ``-- Dashboard --``) reuse another panel's result and send nothing. Grafana's
 alert rules (grafana/provisioning/alerting/) run on their own, each rule's queries once
@@ -38,13 +38,14 @@ from typing import Any
 import psycopg
 from psycopg import errors, sql
 
-from buildqueue import grafana
-from buildqueue.benchmark import machine, parse_shape, refuses_production_target
 from buildqueue.database import Database, DatabaseError
 from buildqueue.dbt import DbtProject
-from buildqueue.fleet import FleetShape, load_fleet
-from buildqueue.load import LOAD_SOURCE_SCHEMA, LOAD_VIEW_SCHEMA, percentile
 from buildqueue.paths import SCRATCH_DIR
+from buildqueue.perf import grafana_files
+from buildqueue.perf.benchmark import machine, parse_shape, refuses_production_target
+from buildqueue.perf.fleet import FleetShape
+from buildqueue.perf.load import LOAD_SOURCE_SCHEMA, LOAD_VIEW_SCHEMA, percentile
+from buildqueue.perf.loader import load_fleet
 from buildqueue.report import view_query
 
 DASHBOARD_DATASOURCE_UID = "-- Dashboard --"
@@ -71,7 +72,9 @@ class QueryTemplate:
 
     def render(self, now: datetime) -> str:
         end = now - self.offset
-        return grafana.expand_macros(self.raw_sql, grafana.TimeRange(end - self.span, end))
+        return grafana_files.expand_macros(
+            self.raw_sql, grafana_files.TimeRange(end - self.span, end)
+        )
 
 
 @dataclass(frozen=True)
@@ -115,7 +118,7 @@ def _relative(text: str) -> timedelta:
         return timedelta(0)
     if not text.startswith("now-"):
         raise LoadError(f"dashboard time {text!r}: only relative times (now-30d) are supported")
-    return timedelta(seconds=grafana.parse_interval(text.removeprefix("now-")))
+    return timedelta(seconds=grafana_files.parse_interval(text.removeprefix("now-")))
 
 
 def _datasource_uid(panel: dict[str, Any], target: dict[str, Any]) -> str | None:
@@ -131,7 +134,7 @@ def dashboard_queries(dashboard: dict[str, Any]) -> tuple[list[QueryTemplate], l
     end_offset = _relative(time_range.get("to", "now"))
     span = _relative(time_range.get("from", "now-6h")) - end_offset
     sent, not_sent = [], []
-    for panel, target in grafana.panel_targets(dashboard):
+    for panel, target in grafana_files.panel_targets(dashboard):
         key = f"panel {panel.get('id')} {target.get('refId')}"
         if _datasource_uid(panel, target) == DASHBOARD_DATASOURCE_UID:
             not_sent.append(f"{key}: Dashboard data source (reuses panel {target.get('panelId')})")
@@ -145,10 +148,10 @@ def dashboard_queries(dashboard: dict[str, Any]) -> tuple[list[QueryTemplate], l
 def alert_workload(alerting: dict[str, Any]) -> list[AlertRule]:
     """Every alert rule's data-source queries, with its group's evaluation interval."""
     rules = []
-    for group, rule in grafana.alert_rules(alerting):
-        interval = grafana.parse_interval(str(group.get("interval", "1m")))
+    for group, rule in grafana_files.alert_rules(alerting):
+        interval = grafana_files.parse_interval(str(group.get("interval", "1m")))
         queries = []
-        for item in grafana.rule_queries(rule):
+        for item in grafana_files.rule_queries(rule):
             window = item.get("relativeTimeRange") or {}
             start, end = window.get("from", 600), window.get("to", 0)
             queries.append(
@@ -171,11 +174,11 @@ def pool_size(datasources: dict[str, Any]) -> int:
     return DEFAULT_POOL_SIZE
 
 
-def read_workload(dashboard: Path = grafana.DASHBOARD_FILE) -> Workload:
+def read_workload(dashboard: Path = grafana_files.DASHBOARD_FILE) -> Workload:
     """The workload as the files in grafana/ describe it today (read at run time)."""
-    refresh, skipped = dashboard_queries(grafana.load_dashboard(dashboard))
-    rules = alert_workload(grafana.load_yaml(grafana.ALERTING_FILE))
-    pool = pool_size(grafana.load_yaml(grafana.DATASOURCES_FILE))
+    refresh, skipped = dashboard_queries(grafana_files.load_dashboard(dashboard))
+    rules = alert_workload(grafana_files.load_yaml(grafana_files.ALERTING_FILE))
+    pool = pool_size(grafana_files.load_yaml(grafana_files.DATASOURCES_FILE))
     return Workload(refresh, rules, skipped, pool)
 
 
@@ -199,7 +202,7 @@ def check_relations(conn: psycopg.Connection, workload: Workload) -> Workload:
         except errors.UndefinedTable as error:
             skipped.append(f"{template.key}: {error.diag.message_primary} in the load schema")
             return False
-        except (psycopg.Error, grafana.GrafanaError) as error:
+        except (psycopg.Error, grafana_files.GrafanaError) as error:
             raise LoadError(f"{template.key} cannot run: {str(error).strip()}") from error
         return True
 
@@ -467,7 +470,7 @@ def measure_fleet(
     limit: float,
     max_viewers: int,
     source_schema: str = LOAD_SOURCE_SCHEMA,
-    dashboard: Path = grafana.DASHBOARD_FILE,
+    dashboard: Path = grafana_files.DASHBOARD_FILE,
     log: Callable[[str], None] = print,
 ) -> FleetCapacity:
     """Load the fleet, build the view over it, then search the capacity for each R."""
@@ -532,7 +535,7 @@ def run_capacity(
     step_seconds: float = 20.0,
     limit: float = 1.0,
     max_viewers: int = 256,
-    dashboard: Path = grafana.DASHBOARD_FILE,
+    dashboard: Path = grafana_files.DASHBOARD_FILE,
     output_dir: Path = OUTPUT_DIR,
 ) -> list[FleetCapacity]:
     """Every fleet in turn; prints every step and the table, saves both under output_dir."""
@@ -584,9 +587,9 @@ def load_command(project: DbtProject, args: Any) -> int:
             step_seconds=args.step_seconds,
             limit=args.p99,
             max_viewers=args.max_viewers,
-            dashboard=args.dashboard or grafana.DASHBOARD_FILE,
+            dashboard=args.dashboard or grafana_files.DASHBOARD_FILE,
         )
-    except (LoadError, grafana.GrafanaError) as error:
+    except (LoadError, grafana_files.GrafanaError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     return 0

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 import psycopg
 from psycopg import sql
 
+from buildqueue.perf.catalog import CRYSTAL_FORGE_TABLES
+
 if TYPE_CHECKING:
     from buildqueue.database import Database
     from buildqueue.dbt import DbtOutcome, DbtProject
@@ -75,16 +77,6 @@ EXPECTED_ROWS: list[dict[str, object]] = [
 
 LATEST_HEARTBEAT_AGE_SECONDS = {"server-a": 15, "server-b": None, "server-c": 600}
 EARLIEST_RESERVATION_AGE_SECONDS = {"server-a": 1200, "server-b": None, "server-c": 10800}
-
-CRYSTAL_FORGE_TABLES = (
-    "derivation_statuses",
-    "commits",
-    "derivations",
-    "derivation_dependencies",
-    "build_reservations",
-)
-"""The Crystal Forge tables the view reads (and the example fills), in the order their
-foreign keys allow."""
 
 
 def copy_example(conn: psycopg.Connection, schema: str, source: str = SOURCE_SCHEMA) -> None:

