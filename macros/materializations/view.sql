@@ -85,23 +85,26 @@
     collation. new may have more columns, at the end.
 #}
 {% macro view_columns_are_kept(old, new) %}
-    {% set query %}
-        select count(*) = 0
-        from pg_attribute as old_column
-        left join pg_attribute as new_column
-            on new_column.attrelid = '{{ new }}'::regclass
-            and new_column.attnum = old_column.attnum
-            and not new_column.attisdropped
-        where
-            old_column.attrelid = '{{ old }}'::regclass
-            and old_column.attnum > 0
-            and not old_column.attisdropped
-            and (
-                new_column.attname is distinct from old_column.attname
-                or format_type(new_column.atttypid, new_column.atttypmod)
-                    is distinct from format_type(old_column.atttypid, old_column.atttypmod)
-                or new_column.attcollation is distinct from old_column.attcollation
-            )
-    {% endset %}
-    {{ return(run_query(query).columns[0].values()[0]) }}
+    {{ return(run_query(view_columns_are_kept_query(old, new)).columns[0].values()[0]) }}
+{% endmacro %}
+
+
+{# view_columns_are_kept's query: true when no column of old is missing or changed in new. #}
+{% macro view_columns_are_kept_query(old, new) %}
+    select count(*) = 0 as columns_are_kept
+    from pg_attribute as old_column
+    left join pg_attribute as new_column
+        on new_column.attrelid = '{{ new }}'::regclass
+        and old_column.attnum = new_column.attnum
+        and not new_column.attisdropped
+    where
+        old_column.attrelid = '{{ old }}'::regclass
+        and old_column.attnum > 0
+        and not old_column.attisdropped
+        and (
+            new_column.attname is distinct from old_column.attname
+            or format_type(new_column.atttypid, new_column.atttypmod)
+                is distinct from format_type(old_column.atttypid, old_column.atttypmod)
+            or new_column.attcollation is distinct from old_column.attcollation
+        )
 {% endmacro %}

@@ -397,21 +397,46 @@ create statistics if not exists {{ name }} ({{ statistic.kinds | join(', ') }}) 
 
 {# source_index_coverage_query's rows as a list of dicts, comparing predicates when needed. #}
 {% macro source_index_coverage(schema) %}
-    {% set query -%}
-        select coalesce(json_agg(coverage order by coverage.position), '[]')::text
-        from ({{ source_index_coverage_query(schema) }}) as coverage
-    {%- endset %}
-    {% set rows = fromjson(run_query(query).rows[0][0]) %}
+    {% set rows = fromjson(run_query(coverage_as_json_query(source_index_coverage_query(schema))).rows[0][0]) %}
     {% set positions = rows | selectattr('has_partial_candidate') | map(attribute='position') | list %}
     {% if positions %}
         {% set predicates = source_index_predicates(schema, positions) %}
-        {% set query -%}
-            select coalesce(json_agg(coverage order by coverage.position), '[]')::text
-            from ({{ source_index_coverage_query(schema, predicates) }}) as coverage
-        {%- endset %}
-        {% set rows = fromjson(run_query(query).rows[0][0]) %}
+        {% set rows = fromjson(run_query(coverage_as_json_query(source_index_coverage_query(schema, predicates))).rows[0][0]) %}
     {% endif %}
     {{ return(rows) }}
+{% endmacro %}
+
+
+{# A coverage query's rows as one JSON array (text), in position order. #}
+{% macro coverage_as_json_query(coverage_query) %}
+    select coalesce(json_agg(coverage order by coverage.position), '[]')::text as coverage_json
+    from ({{ coverage_query }}) as coverage
+{% endmacro %}
+
+
+{#
+    One row: whether the schema exists, the tables of the list it lacks (comma-separated),
+    and the schemas of this database that hold all of them.
+#}
+{% macro source_index_tables_query(schema, tables) %}
+    select
+        to_regnamespace(quote_ident({{ source_indexes_literal(schema) }})) is not null as schema_exists,
+        coalesce((
+            select string_agg(quote_ident(table_name), ', ' order by table_name)
+            from unnest({{ source_indexes_text_array(tables) }}) as table_name
+            where to_regclass(quote_ident({{ source_indexes_literal(schema) }}) || '.' || quote_ident(table_name)) is null
+        ), '') as missing_tables,
+        coalesce((
+            select string_agg(quote_ident(namespace.nspname), ', ' order by namespace.nspname)
+            from pg_namespace as namespace
+            where (
+                select count(*)
+                from pg_class
+                where pg_class.relnamespace = namespace.oid
+                    and pg_class.relkind in ('r', 'p')
+                    and pg_class.relname = any({{ source_indexes_text_array(tables) }})
+            ) = {{ tables | length }}
+        ), '') as holding_schemas
 {% endmacro %}
 
 
@@ -421,27 +446,7 @@ create statistics if not exists {{ name }} ({{ statistic.kinds | join(', ') }}) 
 #}
 {% macro assert_source_index_tables_exist(schema) %}
     {% set tables = (source_indexes() + source_statistics()) | map(attribute='table') | unique | list %}
-    {% set query %}
-        select
-            to_regnamespace(quote_ident({{ source_indexes_literal(schema) }})) is not null,
-            coalesce((
-                select string_agg(quote_ident(table_name), ', ' order by table_name)
-                from unnest({{ source_indexes_text_array(tables) }}) as table_name
-                where to_regclass(quote_ident({{ source_indexes_literal(schema) }}) || '.' || quote_ident(table_name)) is null
-            ), ''),
-            coalesce((
-                select string_agg(quote_ident(namespace.nspname), ', ' order by namespace.nspname)
-                from pg_namespace as namespace
-                where (
-                    select count(*)
-                    from pg_class
-                    where pg_class.relnamespace = namespace.oid
-                        and pg_class.relkind in ('r', 'p')
-                        and pg_class.relname = any({{ source_indexes_text_array(tables) }})
-                ) = {{ tables | length }}
-            ), '')
-    {% endset %}
-    {% set row = run_query(query).rows[0] %}
+    {% set row = run_query(source_index_tables_query(schema, tables)).rows[0] %}
     {% if row[0] and not row[1] %}
         {{ return('') }}
     {% endif %}
@@ -477,11 +482,7 @@ create statistics if not exists {{ name }} ({{ statistic.kinds | join(', ') }}) 
     {% set indexes = source_indexes() %}
     {% set coverage = source_index_coverage(schema) %}
     {% set statistics = source_statistics() %}
-    {% set statistics_query -%}
-        select coalesce(json_agg(coverage order by coverage.position), '[]')::text
-        from ({{ source_statistics_coverage_query(schema) }}) as coverage
-    {%- endset %}
-    {% set statistics_coverage = fromjson(run_query(statistics_query).rows[0][0]) %}
+    {% set statistics_coverage = fromjson(run_query(coverage_as_json_query(source_statistics_coverage_query(schema))).rows[0][0]) %}
 
     {# a missing index or statistic whose name something else holds cannot be created #}
     {% set conflicts = [] %}

@@ -8,10 +8,11 @@ Two passes, each returning one ``file:line rule message`` line per violation:
   the templater drives dbt's internals in-process, which must not meet the suite's own
   dbtRunner. dbt's target/ goes to a temporary folder, so the session's docs are untouched.
 * `emitted_sql_violations`: the dbt templater renders a macro file to nothing, so the SQL
-  the macros return is rendered by `dbt compile --inline` of `macro_sql.sql` and linted
-  with the raw templater, all rules but layout (the emitted text's whitespace is Jinja's),
-  RF06 (`adapter.quote` quotes every identifier on purpose) and CV06 (fragments that
-  dbt's statement() terminates).
+  the macros return (a query a macro runs is a macro of its own, so it is among them) is
+  rendered by `dbt compile --inline` of `macro_sql.sql` and linted with the raw templater,
+  all rules but layout (the emitted text's whitespace is Jinja's), RF06 (`adapter.quote`
+  quotes every identifier on purpose) and CV06 (fragments that dbt's statement()
+  terminates).
 """
 
 from __future__ import annotations
