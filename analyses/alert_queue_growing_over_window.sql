@@ -25,7 +25,7 @@ in_window as (
         samples.sampled_at,
         samples.packages_pending,
         samples.packages_pending
-        - lag(samples.packages_pending) over (order by samples.sampled_at) as change
+        - lag(samples.packages_pending) over (order by samples.sampled_at) as pending_change
     from samples
     inner join window_start
         on samples.sampled_at >= window_start.sampled_at
@@ -37,8 +37,8 @@ growth as (
         min(sampled_at) as window_started_at,
         (array_agg(packages_pending order by sampled_at asc))[1] as pending_at_start,
         (array_agg(packages_pending order by sampled_at desc))[1] as pending_now,
-        {# the first sample's change is NULL, which bool_and skips #}
-        coalesce(bool_and(change >= 0), false) as never_shrank
+        {# the first sample's pending_change is NULL, which bool_and skips #}
+        coalesce(bool_and(pending_change >= 0), false) as never_shrank
     from in_window
 ),
 

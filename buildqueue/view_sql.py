@@ -4,9 +4,9 @@ Projects that ship their schema as numbered SQL migrations (Crystal Forge does) 
 the view as one: this asks dbt to compile `view_build_queue_status` for a target and vars
 (status names resolved against that database, as `dbt build` would), and wraps the
 compiled query the way the project's view materialization does: ephemeral CTEs inlined
-(`macros/create_view_as.sql`), the schema created, the reader roles' grants applied, all
-in one transaction. `pytests/test_view_sql.py` checks that the statement gives the same
-view definition and rows as `dbt build`.
+(`macros/materializations/create_view_as.sql`), the schema created, the reader roles'
+grants applied, all in one transaction. `pytests/test_view_sql.py` checks that the
+statement gives the same view definition and rows as `dbt build`.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from psycopg import sql
 from buildqueue.dbt import DbtError, DbtProject
 
 VIEW = "view_build_queue_status"
-# The same rewrite as macro inline_ephemeral_ctes (macros/create_view_as.sql); the test
-# compares the resulting view definition with dbt's, so the two cannot drift apart.
+# The same rewrite as macro inline_ephemeral_ctes (macros/materializations/create_view_as.sql);
+# the test compares the resulting view definition with dbt's, so the two cannot drift apart.
 _EPHEMERAL_CTE = re.compile(r"(__dbt__cte__\w+)\s+as\s+\(")
 
 

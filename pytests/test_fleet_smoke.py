@@ -114,7 +114,7 @@ def test_queue_can_run_in_parallel_however_few_pages_it_spans(
     This fleet's tables are far below min_parallel_table_scan_size, as a queue of a few
     hundred systems is among years of history: a single scan of the queue would get no
     worker at any cost setting. With parallelism made free, the plan must use the three
-    thirds of int_system_packages_deduplicated (docs/performance.md, no cliff).
+    thirds of int_system_packages_semi_joined (docs/performance.md, no cliff).
     """
     with fleet_conn.transaction(force_rollback=True):
         fleet_conn.execute("set local parallel_setup_cost = 0")

@@ -76,7 +76,7 @@ def test_the_readme_var_table_is_dbt_project_yml() -> None:
 
 
 def test_setting_validates_every_var() -> None:
-    macro = (PROJECT_DIR / "macros" / "setting.sql").read_text()
+    macro = (PROJECT_DIR / "macros" / "settings" / "validated_var.sql").read_text()
     forms = macro[
         macro.index("{% set forms = {") : macro.index("} %}", macro.index("{% set forms"))
     ]

@@ -110,5 +110,6 @@ final as (
 
 select * from final
 {%- else %}
-select null as nothing_to_check where false
+    select null as nothing_to_check
+    where false
 {%- endif %}

@@ -11,7 +11,9 @@
 
 {%- set mismatches = [] -%}
 {%- if execute -%}
-    {%- set statuses_table = adapter.get_relation(database=target.database, schema=setting('source_schema'), identifier='derivation_statuses') -%}
+    {%- set statuses_table = adapter.get_relation(
+        database=target.database, schema=setting('source_schema'), identifier='derivation_statuses'
+    ) -%}
     {%- if statuses_table is not none -%}
         {%- set names_by_id = {} -%}
         {%- for row in run_query('select id, name from ' ~ statuses_table) -%}
@@ -59,5 +61,6 @@ final (var_name, status_id, name_in_derivation_statuses, expected_status) as (
 
 select * from final
 {%- else %}
-select null as nothing_to_check where false
+    select null as nothing_to_check
+    where false
 {%- endif %}

@@ -10,6 +10,17 @@
     (dependent views are then dropped, as with stock dbt; docs/production.md).
     The new query is always created first as the intermediate view, so it is checked and
     its column types are known before anything is replaced.
+
+    Follows dbt-adapters 1.24.5 (installed with dbt-postgres 1.11.0, which has no view
+    materialization of its own), file
+    dbt/include/global_project/macros/materializations/models/view.sql
+    (`materialization view, default`), statement for statement. What differs:
+    - `adapter='postgres'` instead of `default`, so it overrides dbt's only for PostgreSQL;
+    - after the intermediate view is created: the `if view_columns_are_kept(...)` branch
+      (`create or replace view` on the target, then drop the intermediate); dbt's
+      rename-and-drop swap is the `else` branch, unchanged;
+    - dbt's explanatory comments are left out.
+    pytests/test_code_quality.py fails when an upgrade changes that file.
 #}
 {%- materialization view, adapter='postgres' -%}
 
@@ -74,23 +85,26 @@
     collation. new may have more columns, at the end.
 #}
 {% macro view_columns_are_kept(old, new) %}
-    {% set query %}
-        select count(*) = 0
-        from pg_attribute as old_column
-        left join pg_attribute as new_column
-            on new_column.attrelid = '{{ new }}'::regclass
-            and new_column.attnum = old_column.attnum
-            and not new_column.attisdropped
-        where
-            old_column.attrelid = '{{ old }}'::regclass
-            and old_column.attnum > 0
-            and not old_column.attisdropped
-            and (
-                new_column.attname is distinct from old_column.attname
-                or format_type(new_column.atttypid, new_column.atttypmod)
-                    is distinct from format_type(old_column.atttypid, old_column.atttypmod)
-                or new_column.attcollation is distinct from old_column.attcollation
-            )
-    {% endset %}
-    {{ return(run_query(query).columns[0].values()[0]) }}
+    {{ return(run_query(view_columns_are_kept_query(old, new)).columns[0].values()[0]) }}
+{% endmacro %}
+
+
+{# view_columns_are_kept's query: true when no column of old is missing or changed in new. #}
+{% macro view_columns_are_kept_query(old, new) %}
+    select count(*) = 0 as columns_are_kept
+    from pg_attribute as old_column
+    left join pg_attribute as new_column
+        on new_column.attrelid = '{{ new }}'::regclass
+        and old_column.attnum = new_column.attnum
+        and not new_column.attisdropped
+    where
+        old_column.attrelid = '{{ old }}'::regclass
+        and old_column.attnum > 0
+        and not old_column.attisdropped
+        and (
+            new_column.attname is distinct from old_column.attname
+            or format_type(new_column.atttypid, new_column.atttypmod)
+                is distinct from format_type(old_column.atttypid, old_column.atttypmod)
+            or new_column.attcollation is distinct from old_column.attcollation
+        )
 {% endmacro %}

@@ -14,33 +14,44 @@
         {{ log('Nothing to pause: ' ~ target.schema ~ '.view_build_queue_status does not exist in database ' ~ target.database ~ ' (target ' ~ target.name ~ '). The upgrade can go ahead; build the view afterwards with dbt build.', info=true) }}
         {{ return('') }}
     {% endif %}
-    {% set columns_query %}
-        select
-            attribute.attname,
-            format_type(attribute.atttypid, attribute.atttypmod),
-            column_collation.collname
-        from pg_attribute as attribute
-        left join pg_collation as column_collation
-            on attribute.attcollation = column_collation.oid
-        where
-            attribute.attrelid = '{{ view }}'::regclass
-            and attribute.attnum > 0
-            and not attribute.attisdropped
-        order by attribute.attnum
-    {% endset %}
     {% set columns = [] %}
-    {% for row in run_query(columns_query) %}
+    {% for row in run_query(view_columns_query(view)) %}
         {% do columns.append(
             'null::' ~ row[1] ~ (' collate ' ~ adapter.quote(row[2]) if row[2] else '') ~ ' as ' ~ adapter.quote(row[0])
         ) %}
     {% endfor %}
     {% set message = 'view_build_queue_status is paused for a Crystal Forge upgrade (dbt run-operation pause_view_for_upgrade). Fix: run dbt build once the upgrade is done.' %}
     {% call statement('pause_view_for_upgrade', auto_begin=true) %}
-        create or replace view {{ view }} as
-        select
-            {{ columns | join(',\n            ') }}
-        {# the cast fails on every query (text is no integer), with the message in the error #}
-        where {{ "'" ~ message ~ "'" }}::text::integer is not null
+        {{ paused_view_sql(view, columns, message) }}
     {% endcall %}
     {{ log('Paused ' ~ view ~ ': it reads no table now, keeps its columns, grants and dependent views, and every query on it fails with "' ~ message ~ '". Run the Crystal Forge upgrade, then dbt build.', info=true) }}
+{% endmacro %}
+
+
+{# The view's columns in order: name, type (with modifiers), collation (NULL: none). #}
+{% macro view_columns_query(view) %}
+    select
+        view_column.attname,
+        format_type(view_column.atttypid, view_column.atttypmod) as type_name,
+        column_collation.collname
+    from pg_attribute as view_column
+    left join pg_collation as column_collation
+        on view_column.attcollation = column_collation.oid
+    where
+        view_column.attrelid = '{{ view }}'::regclass
+        and view_column.attnum > 0
+        and not view_column.attisdropped
+    order by view_column.attnum
+{% endmacro %}
+
+
+{#
+    The placeholder: the same columns, all NULL, and a where clause whose cast fails on
+    every query (text is no integer), with the message in the error.
+#}
+{% macro paused_view_sql(view, columns, message) %}
+    create or replace view {{ view }} as
+    select
+        {{ columns | join(',\n        ') }}
+    where {{ "'" ~ message ~ "'" }}::text::integer is not null
 {% endmacro %}

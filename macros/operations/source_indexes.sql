@@ -113,16 +113,16 @@ index_columns as (
         pg_index.indexrelid,
         column_position,
         column_position < pg_index.indnkeyatts as is_key,
-        attribute.attname::text as column_name,
+        column_attribute.attname::text as column_name,
         -- indclass and indcollation hold key columns only; NULL attribute: an expression
-        coalesce(opclass.opcdefault and pg_index.indcollation[column_position] = attribute.attcollation, false) as is_plain_key
+        coalesce(opclass.opcdefault and pg_index.indcollation[column_position] = column_attribute.attcollation, false) as is_plain_key
     from pg_index
     cross join lateral generate_series(0, pg_index.indnatts - 1) as column_position
-    left join pg_attribute as attribute
-        on attribute.attrelid = pg_index.indrelid
-        and attribute.attnum = pg_index.indkey[column_position]
+    left join pg_attribute as column_attribute
+        on pg_index.indrelid = column_attribute.attrelid
+        and pg_index.indkey[column_position] = column_attribute.attnum
     left join pg_opclass as opclass
-        on opclass.oid = pg_index.indclass[column_position]
+        on pg_index.indclass[column_position] = opclass.oid
     where pg_index.indrelid in (select recommended_tables.table_oid from recommended_tables)
 ),
 
@@ -163,11 +163,11 @@ existing_indexes as (
         || case when pg_index.indisvalid then '' else ', INVALID' end as definition
     from pg_index
     inner join pg_class as index_class
-        on index_class.oid = pg_index.indexrelid
+        on pg_index.indexrelid = index_class.oid
     inner join pg_am as access_method
-        on access_method.oid = index_class.relam
+        on index_class.relam = access_method.oid
     left join pg_constraint as index_constraint
-        on index_constraint.conindid = pg_index.indexrelid
+        on pg_index.indexrelid = index_constraint.conindid
         and index_constraint.contype in ('p', 'u')
     where pg_index.indrelid in (select recommended_tables.table_oid from recommended_tables)
 ),
@@ -217,11 +217,11 @@ final as (
     ) as covering on true
     left join pg_class as named
         on named.relnamespace = to_regnamespace(quote_ident({{ source_indexes_literal(schema) }}))
-        and named.relname = recommended_tables.index_name
+        and recommended_tables.index_name = named.relname
     left join pg_index as named_pg_index
-        on named_pg_index.indexrelid = named.oid
+        on named.oid = named_pg_index.indexrelid
     left join pg_class as named_index_table
-        on named_index_table.oid = named_pg_index.indrelid
+        on named_pg_index.indrelid = named_index_table.oid
 )
 
 select * from final
@@ -257,12 +257,12 @@ existing_statistics as (
         statistic.stxname::text as statistic_name,
         quote_ident(namespace.nspname) || '.' || quote_ident(statistic.stxname) as qualified_name,
         array(
-            select attribute.attname::text
+            select key_attribute.attname::text
             from unnest(statistic.stxkeys) as key_column (attnum)
-            inner join pg_attribute as attribute
-                on attribute.attrelid = statistic.stxrelid
-                and attribute.attnum = key_column.attnum
-            order by 1
+            inner join pg_attribute as key_attribute
+                on statistic.stxrelid = key_attribute.attrelid
+                and key_column.attnum = key_attribute.attnum
+            order by key_attribute.attname::text
         ) as column_names,
         array(
             select
@@ -275,11 +275,11 @@ existing_statistics as (
             from unnest(statistic.stxkind) as kind
         ) as kinds,
         -- PostgreSQL 17+ stores the default as NULL, older versions as -1
-        coalesce(nullif(statistic.stxstattarget::integer, -1), current_setting('default_statistics_target')::integer) as target,
+        coalesce(nullif(statistic.stxstattarget::integer, -1), current_setting('default_statistics_target')::integer) as statistics_target,
         statistic.stxexprs is not null as has_expressions
     from pg_statistic_ext as statistic
     inner join pg_namespace as namespace
-        on namespace.oid = statistic.stxnamespace
+        on statistic.stxnamespace = namespace.oid
 ),
 
 described_statistics as (
@@ -297,14 +297,14 @@ final as (
         recommended_tables.table_oid is not null as table_exists,
         covering.qualified_name as covering_statistic,
         covering.definition as covering_definition,
-        covering.target as covering_target,
+        covering.statistics_target as covering_target,
         case when named.oid is not null then named.qualified_name || ' (' || named.definition || ')' end as name_taken_by
     from recommended_tables
     left join lateral (
         select
             described_statistics.qualified_name,
             described_statistics.definition,
-            described_statistics.target
+            described_statistics.statistics_target
         from described_statistics
         where described_statistics.stxrelid = recommended_tables.table_oid
             and not described_statistics.has_expressions
@@ -315,7 +315,7 @@ final as (
     ) as covering on true
     left join described_statistics as named
         on named.stxnamespace = to_regnamespace(quote_ident({{ source_indexes_literal(schema) }}))
-        and named.statistic_name = recommended_tables.statistic_name
+        and recommended_tables.statistic_name = named.statistic_name
 )
 
 select * from final
@@ -397,21 +397,46 @@ create statistics if not exists {{ name }} ({{ statistic.kinds | join(', ') }}) 
 
 {# source_index_coverage_query's rows as a list of dicts, comparing predicates when needed. #}
 {% macro source_index_coverage(schema) %}
-    {% set query -%}
-        select coalesce(json_agg(coverage order by coverage.position), '[]')::text
-        from ({{ source_index_coverage_query(schema) }}) as coverage
-    {%- endset %}
-    {% set rows = fromjson(run_query(query).rows[0][0]) %}
+    {% set rows = fromjson(run_query(coverage_as_json_query(source_index_coverage_query(schema))).rows[0][0]) %}
     {% set positions = rows | selectattr('has_partial_candidate') | map(attribute='position') | list %}
     {% if positions %}
         {% set predicates = source_index_predicates(schema, positions) %}
-        {% set query -%}
-            select coalesce(json_agg(coverage order by coverage.position), '[]')::text
-            from ({{ source_index_coverage_query(schema, predicates) }}) as coverage
-        {%- endset %}
-        {% set rows = fromjson(run_query(query).rows[0][0]) %}
+        {% set rows = fromjson(run_query(coverage_as_json_query(source_index_coverage_query(schema, predicates))).rows[0][0]) %}
     {% endif %}
     {{ return(rows) }}
+{% endmacro %}
+
+
+{# A coverage query's rows as one JSON array (text), in position order. #}
+{% macro coverage_as_json_query(coverage_query) %}
+    select coalesce(json_agg(coverage order by coverage.position), '[]')::text as coverage_json
+    from ({{ coverage_query }}) as coverage
+{% endmacro %}
+
+
+{#
+    One row: whether the schema exists, the tables of the list it lacks (comma-separated),
+    and the schemas of this database that hold all of them.
+#}
+{% macro source_index_tables_query(schema, tables) %}
+    select
+        to_regnamespace(quote_ident({{ source_indexes_literal(schema) }})) is not null as schema_exists,
+        coalesce((
+            select string_agg(quote_ident(table_name), ', ' order by table_name)
+            from unnest({{ source_indexes_text_array(tables) }}) as table_name
+            where to_regclass(quote_ident({{ source_indexes_literal(schema) }}) || '.' || quote_ident(table_name)) is null
+        ), '') as missing_tables,
+        coalesce((
+            select string_agg(quote_ident(namespace.nspname), ', ' order by namespace.nspname)
+            from pg_namespace as namespace
+            where (
+                select count(*)
+                from pg_class
+                where pg_class.relnamespace = namespace.oid
+                    and pg_class.relkind in ('r', 'p')
+                    and pg_class.relname = any({{ source_indexes_text_array(tables) }})
+            ) = {{ tables | length }}
+        ), '') as holding_schemas
 {% endmacro %}
 
 
@@ -421,27 +446,7 @@ create statistics if not exists {{ name }} ({{ statistic.kinds | join(', ') }}) 
 #}
 {% macro assert_source_index_tables_exist(schema) %}
     {% set tables = (source_indexes() + source_statistics()) | map(attribute='table') | unique | list %}
-    {% set query %}
-        select
-            to_regnamespace(quote_ident({{ source_indexes_literal(schema) }})) is not null,
-            coalesce((
-                select string_agg(quote_ident(table_name), ', ' order by table_name)
-                from unnest({{ source_indexes_text_array(tables) }}) as table_name
-                where to_regclass(quote_ident({{ source_indexes_literal(schema) }}) || '.' || quote_ident(table_name)) is null
-            ), ''),
-            coalesce((
-                select string_agg(quote_ident(namespace.nspname), ', ' order by namespace.nspname)
-                from pg_namespace as namespace
-                where (
-                    select count(*)
-                    from pg_class
-                    where pg_class.relnamespace = namespace.oid
-                        and pg_class.relkind in ('r', 'p')
-                        and pg_class.relname = any({{ source_indexes_text_array(tables) }})
-                ) = {{ tables | length }}
-            ), '')
-    {% endset %}
-    {% set row = run_query(query).rows[0] %}
+    {% set row = run_query(source_index_tables_query(schema, tables)).rows[0] %}
     {% if row[0] and not row[1] %}
         {{ return('') }}
     {% endif %}
@@ -477,11 +482,7 @@ create statistics if not exists {{ name }} ({{ statistic.kinds | join(', ') }}) 
     {% set indexes = source_indexes() %}
     {% set coverage = source_index_coverage(schema) %}
     {% set statistics = source_statistics() %}
-    {% set statistics_query -%}
-        select coalesce(json_agg(coverage order by coverage.position), '[]')::text
-        from ({{ source_statistics_coverage_query(schema) }}) as coverage
-    {%- endset %}
-    {% set statistics_coverage = fromjson(run_query(statistics_query).rows[0][0]) %}
+    {% set statistics_coverage = fromjson(run_query(coverage_as_json_query(source_statistics_coverage_query(schema))).rows[0][0]) %}
 
     {# a missing index or statistic whose name something else holds cannot be created #}
     {% set conflicts = [] %}

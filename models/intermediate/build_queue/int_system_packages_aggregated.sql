@@ -5,7 +5,7 @@
 with
 
 system_packages as (
-    select * from {{ ref('int_system_packages_deduplicated') }}
+    select * from {{ ref('int_system_packages_semi_joined') }}
 ),
 
 final as (

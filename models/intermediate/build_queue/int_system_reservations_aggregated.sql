@@ -16,9 +16,9 @@ final as (
         {# byte order ("C"), so the array's order is the same on every deployment #}
         coalesce(
             array_agg(distinct worker_id collate "C" order by worker_id collate "C")
-                filter (where worker_id is not null),
+            filter (where worker_id is not null),
             '{}'
-        )::text [] as worker_ids,
+        )::text[] as worker_ids,
         min(reserved_at) as earliest_reservation,
         max(heartbeat_at) as latest_heartbeat,
         coalesce(

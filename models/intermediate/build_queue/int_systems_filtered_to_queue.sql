@@ -6,10 +6,10 @@ select
     derivations.derivation_id as nixos_id,
     derivations.derivation_name as system_name,
     derivations.commit_id,
-    commits.committed_at as commit_timestamp,
+    commits.commit_timestamp,
     commits.git_commit_hash
-from {{ ref('stg_crystal_forge__derivations') }} as derivations
 {# left join: a system whose commit row is missing must still be reported #}
+from {{ ref('stg_crystal_forge__derivations') }} as derivations
 left join {{ ref('stg_crystal_forge__commits') }} as commits
     on derivations.commit_id = commits.commit_id
 where

@@ -69,15 +69,15 @@ final as (
     from queue_counts
     cross join workers
     {% if is_incremental() -%}
-    {#
-        Not correlated with the rows above, so PostgreSQL checks it once, first, and
-        skips reading the view when this bucket already has its sample. (Only a shortcut:
-        insert_or_skip is what keeps concurrent runs to one row.)
-    #}
-    where not exists (
-        select from {{ this }} as taken
-        where taken.sampled_at = {{ sample_time }}
-    )
+        {#
+            Not correlated with the rows above, so PostgreSQL checks it once, first, and
+            skips reading the view when this bucket already has its sample. (Only a shortcut:
+            insert_or_skip is what keeps concurrent runs to one row.)
+        #}
+        where not exists (
+            select from {{ this }} as taken
+            where taken.sampled_at = {{ sample_time }}
+        )
     {%- endif %}
 )
 

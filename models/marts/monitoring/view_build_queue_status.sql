@@ -39,8 +39,8 @@ joined as (
         reservation_summaries.earliest_reservation,
         reservation_summaries.latest_heartbeat,
         coalesce(reservation_summaries.has_stale_workers, false) as has_stale_workers
-    from systems
     {# left joins: systems with no packages or no workers are still in the queue #}
+    from systems
     left join package_counts
         on systems.nixos_id = package_counts.nixos_id
     left join reservation_summaries

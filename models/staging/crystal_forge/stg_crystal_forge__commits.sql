@@ -2,5 +2,5 @@
 select
     id::integer as commit_id,
     git_commit_hash::text as git_commit_hash,
-    commit_timestamp::timestamptz as committed_at
+    commit_timestamp::timestamptz as commit_timestamp
 from {{ source('crystal_forge', 'commits') }}

@@ -8,12 +8,7 @@
     {% if not execute or flags.WHICH not in ['run', 'build'] or not roles %}
         {{ return('') }}
     {% endif %}
-    {% set query %}
-        select wanted.rolname
-        from unnest(array[{{ "'" ~ (roles | join("', '")) ~ "'" }}]::text []) as wanted (rolname)
-        where not exists (select 1 from pg_roles where pg_roles.rolname = wanted.rolname)
-    {% endset %}
-    {% set missing = run_query(query).columns[0].values() | list %}
+    {% set missing = run_query(missing_reader_roles_query(roles)).columns[0].values() | list %}
     {% if missing %}
         {% set creates = [] %}
         {% for role in missing %}
@@ -27,4 +22,12 @@
         ) }}
     {% endif %}
     {{ return('') }}
+{% endmacro %}
+
+
+{# The roles of the list that do not exist on the server, one a row. #}
+{% macro missing_reader_roles_query(roles) %}
+    select wanted.rolname
+    from unnest(array[{{ "'" ~ (roles | join("', '")) ~ "'" }}]::text[]) as wanted (rolname)
+    where not exists (select 1 from pg_roles where pg_roles.rolname = wanted.rolname)
 {% endmacro %}

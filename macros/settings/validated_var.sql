@@ -1,23 +1,8 @@
 {#
-    The one way the SQL reads a project var: setting(name) validates the value against the
-    form documented in macros/_macros.yml and fails at compile time with a message that
-    names the var, the value given and the form expected. Nothing else calls var() for
-    these names, so a typo in --vars can never reach the database as broken SQL.
-    The status ids (queued_system_status_ids, build_complete_status_id, ...) are those of
-    the statuses their name vars name, looked up in derivation_statuses
-    (macros/status_ids.sql), unless the id var itself is given as an explicit override.
+    A project var checked against its documented form: the raw reader behind setting()
+    (setting.sql). `forms` is the list of known settings; pytests/test_one_home.py checks
+    it against the vars of dbt_project.yml.
 #}
-{% macro setting(name) %}
-    {% set roles = status_roles() %}
-    {% if name in roles %}
-        {% set ids = resolve_statuses()[name].ids %}
-        {{ return(ids if roles[name].many else ids[0]) }}
-    {% endif %}
-    {{ return(validated_var(name)) }}
-{% endmacro %}
-
-
-{# A project var checked against its documented form: the raw reader behind setting(). #}
 {% macro validated_var(name) %}
     {% set forms = {
         'source_schema': 'identifier',
@@ -123,10 +108,4 @@
         ) }}
     {% endif %}
     {{ return(ns.result) }}
-{% endmacro %}
-
-
-{# A validated integer list rendered for SQL `in (...)`. #}
-{% macro setting_in_list(name) %}
-    {{ return('(' ~ (setting(name) | join(', ')) ~ ')') }}
 {% endmacro %}

@@ -2,8 +2,8 @@
     One row per (queued system, package it depends on). Rule: doc rule_system_packages.
     A single select, without import CTEs, on purpose: doc single_select_models.
 
-    A pair is in the queue's work when a dependency row links the system to the package.
-    `exists` makes each pair count once however many rows link it, and costs nothing when
+    A semi-join: a pair is in the queue's work when a dependency row links the system to
+    the package. `exists` makes each pair count once however many rows link it, and costs nothing when
     the table's primary key (derivation_id, depends_on_id) already rules duplicates out:
     PostgreSQL then plans a plain join, in parallel on a big queue. Dependencies on
     systems or on missing rows match no package, so they are ignored.
@@ -37,7 +37,7 @@ where
     packages.derivation_type = 'package'
     and exists (
         select 1
-        from {{ ref('stg_crystal_forge__derivation_dependencies') }} as dependencies
+        from {{ ref('stg_crystal_forge__derivation_dependencies') }} as dependency
         where
             {#
                 `+ 0` hides the system id's column statistics from the planner, on
@@ -46,6 +46,6 @@ where
                 back) and picks a serial plan. Without them it uses the dependency
                 table's own rows per system, which are right. docs/performance.md
             #}
-            dependencies.derivation_id = systems.nixos_id + 0
-            and dependencies.depends_on_derivation_id = packages.derivation_id
+            dependency.derivation_id = systems.nixos_id + 0
+            and dependency.depends_on_derivation_id = packages.derivation_id
     )
