@@ -223,7 +223,7 @@ def measure_conflicts(
     project = DbtProject(pair.primary, target="ci", schema=view_schema)
     project.load_fixtures()
     project.invoke("run")
-    reservations = sql.Identifier(settings()["source_schema"], "build_reservations")
+    reservations = sql.Identifier(project.settings()["source_schema"], "build_reservations")
     runs = []
     for delay, feedback in settings:
         _configure_standby(pair, delay, feedback)
