@@ -16,6 +16,7 @@ dropped, and in quiet mode dbt prints nothing itself, so nothing is said twice.
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 import os
@@ -244,10 +245,14 @@ def _given_vars(command: list[str]) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-@functools.cache
 def project_vars(project_dir: Path = PROJECT_DIR) -> dict[str, Any]:
     """dbt_project.yml's vars as dbt's own project loader reads them (dbt renders a var's
     value only where a model uses it, so this is what `var()` starts from)."""
+    return copy.deepcopy(_loaded_vars(project_dir))
+
+
+@functools.cache
+def _loaded_vars(project_dir: Path) -> dict[str, Any]:
     from dbt.config.project import PartialProject
 
     partial = PartialProject.from_project_root(str(project_dir))

@@ -10,6 +10,10 @@ dbt then gets that target with its values written out (the password included) in
 profiles.yml of a private folder (0700, the file 0600) under .buildqueue, removed when the
 process ends, and passed with --profiles-dir: the way dbt-core's functional-test fixtures
 hand a test database to dbt. Nothing here changes os.environ.
+
+Importing dbt to render takes seconds, so the rendered schema alone (never a credential)
+is remembered in .buildqueue/profile-schemas.json with the variables it read, as dbt's
+partial parsing remembers a profile's: while they are unchanged `./run show` imports no dbt.
 """
 
 from __future__ import annotations
@@ -182,10 +186,13 @@ def remember_schema(rendered: RenderedTarget) -> None:
     memo = memo if isinstance(memo, dict) else {}
     memo.pop(rendered.key, None)
     memo[rendered.key] = {"schema": rendered.schema, "reads": rendered.schema_reads}
-    SCRATCH_DIR.mkdir(parents=True, exist_ok=True)
     partial = SCHEMA_MEMO.with_name(f"{SCHEMA_MEMO.name}.{os.getpid()}")
-    partial.write_text(json.dumps(dict(list(memo.items())[-MEMO_ENTRIES:]), indent=1))
-    os.replace(partial, SCHEMA_MEMO)
+    try:
+        SCRATCH_DIR.mkdir(parents=True, exist_ok=True)
+        partial.write_text(json.dumps(dict(list(memo.items())[-MEMO_ENTRIES:]), indent=1))
+        os.replace(partial, SCHEMA_MEMO)
+    except OSError:
+        pass  # only a shortcut: the next lookup renders again
 
 
 def _explain(error: Exception, source: Path, target: str) -> str:
@@ -194,10 +201,9 @@ def _explain(error: Exception, source: Path, target: str) -> str:
     words = " ".join(line.strip() for line in message.splitlines() if line.strip())
     where = f"target '{target}' of profile '{PROFILE_NAME}' in {source}"
     if "does not have a target named" in words:
-        fix = (
-            f"use a target that profile defines (--target), or unset {PROFILES_DIR_ENV} to "
-            "use profiles.yml.example (dev, ci, prod)"
-        )
+        fix = "use a target that profile defines (--target)"
+        if source != PROFILES_TEMPLATE:
+            fix += f", or unset {PROFILES_DIR_ENV} to use profiles.yml.example (dev, ci, prod)"
     elif "Env var required but not provided" in words:
         fix = "set that variable, or give it a default in the profile: env_var('NAME', 'default')"
     else:
