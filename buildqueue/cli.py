@@ -20,7 +20,7 @@ import argparse
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -138,6 +138,7 @@ def sample_queue(project: DbtProject, every: float | None, vars_text: str | None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one `buildqueue` command; its exit code (1 on an error, 130 on Ctrl-C)."""
     # Ctrl-C must stop every command (the watch loop prints "stopped.", the others
     # "interrupted.") even when we were started with SIGINT ignored: a shell without job
     # control ignores it in background jobs and children inherit that, and Python only
@@ -146,44 +147,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["test"]:
         # everything after `test` goes to pytest untouched (argparse would eat -q, -k ...)
-        import pytest
+        return run_test_suite(argv[1:])
+    return run_command(_parser().parse_args(argv))
 
-        from buildqueue.docker_engine import prepare_for_tests
 
-        prepare_for_tests()  # Docker + the PostgreSQL 15 image for the container tests
-        config = PROJECT_DIR / "pyproject.toml"
-        return int(pytest.main(["-c", str(config), "--rootdir", str(PROJECT_DIR), *argv[1:]]))
-    args = _parser().parse_args(argv)
+def run_test_suite(pytest_args: Sequence[str]) -> int:
+    """`buildqueue test`: the whole pytest suite (dbt build runs inside it); pytest's code."""
+    import pytest
+
+    from buildqueue.docker_engine import prepare_for_tests
+
+    prepare_for_tests()  # Docker + the PostgreSQL 15 image for the container tests
+    config = PROJECT_DIR / "pyproject.toml"
+    return int(pytest.main(["-c", str(config), "--rootdir", str(PROJECT_DIR), *pytest_args]))
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Open the database, run the command's handler, stop the database whatever happens.
+
+    A known error prints one "error: ..." line and returns 1; Ctrl-C outside the watch
+    loops prints "interrupted." and returns 130, without a traceback.
+    """
     db: Database | None = None
     try:
         db = open_database(args.database)
         project = DbtProject(db, target=args.target, quiet=args.command != "dbt")
-        if args.command == "demo":
-            print(f"database: {db.describe()}", file=sys.stderr)
-            project.build(fixtures=True)
-            show_view(db, project.view_schema(), args.watch)
-        elif args.command == "build":
-            print(project.build(fixtures=args.fixtures).describe())
-        elif args.command == "sample":
-            return sample_queue(project, args.every, args.vars)
-        elif args.command == "show":
-            show_view(db, project.view_schema(), args.watch)
-        elif args.command == "load":
-            from buildqueue.perf.capacity import load_command
-
-            return load_command(project, args)
-        elif args.command == "bench":
-            from buildqueue.perf.benchmark import bench_command
-
-            return bench_command(db, args)
-        elif args.command == "view-sql":
-            from buildqueue.view_sql import view_sql
-
-            sys.stdout.write(view_sql(project, _parse_vars(args.vars)))
-        elif args.command == "dbt":
-            outcome = project.invoke(*args.args, check=False)
-            return 0 if outcome.success else 1
-        return 0
+        return COMMANDS[args.command](db, project, args)
     except (DatabaseError, DbtError, SampleError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -194,6 +183,75 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if db is not None:
             db.stop()
+
+
+def _demo(db: Database, project: DbtProject, args: argparse.Namespace) -> int:
+    """`buildqueue demo`: build over the example fixtures, then print (or watch) the view."""
+    print(f"database: {db.describe()}", file=sys.stderr)
+    project.build(fixtures=True)
+    show_view(db, project.view_schema(), args.watch)
+    return 0
+
+
+def _build(_db: Database, project: DbtProject, args: argparse.Namespace) -> int:
+    """`buildqueue build`: dbt build, with the example fixtures on --fixtures."""
+    print(project.build(fixtures=args.fixtures).describe())
+    return 0
+
+
+def _sample(_db: Database, project: DbtProject, args: argparse.Namespace) -> int:
+    """`buildqueue sample`: one queue sample, or one every --every seconds."""
+    return sample_queue(project, args.every, args.vars)
+
+
+def _show(db: Database, project: DbtProject, args: argparse.Namespace) -> int:
+    """`buildqueue show`: print (or watch) the view as it is, without building."""
+    show_view(db, project.view_schema(), args.watch)
+    return 0
+
+
+def _load(_db: Database, project: DbtProject, args: argparse.Namespace) -> int:
+    """`buildqueue load`: the Grafana viewer capacity table (the performance lab)."""
+    from buildqueue.perf.capacity import load_command
+
+    return load_command(project, args)
+
+
+def _bench(db: Database, _project: DbtProject, args: argparse.Namespace) -> int:
+    """`buildqueue bench`: time the view on synthetic fleets (the performance lab)."""
+    from buildqueue.perf.benchmark import bench_command
+
+    return bench_command(db, args)
+
+
+def _view_sql(_db: Database, project: DbtProject, args: argparse.Namespace) -> int:
+    """`buildqueue view-sql`: print the view's create-or-replace statement."""
+    from buildqueue.view_sql import view_sql
+
+    sys.stdout.write(view_sql(project, _parse_vars(args.vars)))
+    return 0
+
+
+def _dbt(_db: Database, project: DbtProject, args: argparse.Namespace) -> int:
+    """`buildqueue dbt ARGS...`: any dbt command; 1 when dbt reports a failure."""
+    outcome = project.invoke(*args.args, check=False)
+    return 0 if outcome.success else 1
+
+
+Command = Callable[[Database, DbtProject, argparse.Namespace], int]
+"""A command's handler: (the open database, its dbt project, the parsed args) -> exit code."""
+
+COMMANDS: dict[str, Command] = {
+    "demo": _demo,
+    "build": _build,
+    "sample": _sample,
+    "show": _show,
+    "load": _load,
+    "bench": _bench,
+    "view-sql": _view_sql,
+    "dbt": _dbt,
+}
+"""Every subcommand but `test` (which runs before any database opens), by name."""
 
 
 if __name__ == "__main__":

@@ -205,27 +205,46 @@ def debian_mirror() -> str:
 
 def _apt_sources(text: str, *, deb822: bool) -> Iterator[tuple[str, list[str]]]:
     """(uri, suites) of each `deb` source in a sources.list or deb822 .sources text."""
-    if not deb822:
-        for line in text.splitlines():
-            words = line.split("#", 1)[0].split()
-            if words[:1] == ["deb"]:
-                words = words[1:]
-                if words and words[0].startswith("["):  # [signed-by=... arch=...]
-                    while words and not words[0].endswith("]"):
-                        words = words[1:]
-                    words = words[1:]
-                if len(words) >= 2:
-                    yield words[0], [words[1]]
-        return
+    return _deb822_sources(text) if deb822 else _one_line_sources(text)
+
+
+def _one_line_sources(text: str) -> Iterator[tuple[str, list[str]]]:
+    """(uri, [suite]) of each ``deb [options] uri suite components`` line of a sources.list."""
+    for line in text.splitlines():
+        words = line.split("#", 1)[0].split()
+        if words[:1] != ["deb"]:
+            continue
+        words = _without_options(words[1:])
+        if len(words) >= 2:
+            yield words[0], [words[1]]
+
+
+def _without_options(words: list[str]) -> list[str]:
+    """A one-line source's words after ``deb``, without its ``[signed-by=... arch=...]``."""
+    if words and words[0].startswith("["):
+        while words and not words[0].endswith("]"):
+            words = words[1:]
+        words = words[1:]
+    return words
+
+
+def _deb822_sources(text: str) -> Iterator[tuple[str, list[str]]]:
+    """(uri, suites) of each URI of each enabled ``Types: deb`` stanza of a .sources file."""
     for stanza in text.split("\n\n"):
-        fields: dict[str, str] = {}
-        for line in stanza.splitlines():
-            key, sep, value = line.partition(":")
-            if sep and not line.startswith((" ", "#")):
-                fields[key.strip().lower()] = value.strip()
+        fields = _deb822_fields(stanza)
         if "deb" in fields.get("types", "").split() and fields.get("enabled", "yes") != "no":
             for uri in fields.get("uris", "").split():
                 yield uri, fields.get("suites", "").split()
+
+
+def _deb822_fields(stanza: str) -> dict[str, str]:
+    """A deb822 stanza's fields, keys lowercased (continuation and comment lines skipped)."""
+    fields: dict[str, str] = {}
+    for line in stanza.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and not line.startswith((" ", "#")):
+            fields[key.strip().lower()] = value.strip()
+    return fields
 
 
 def _debootstrap(root: Path, mirror: str) -> None:

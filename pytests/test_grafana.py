@@ -269,6 +269,14 @@ def test_macros_expand_like_grafana() -> None:
         "and '2024-01-14T09:00:00Z' < '2024-01-15T10:30:00.005Z' "
         "and e >= 1705222800 AND e <= 1705314600"
     )
+    assert (
+        grafana_files.expand_macros(
+            "select $__timeGroup(c, 1h), $__unixEpochFrom(), $__unixEpochTo()", span
+        )
+        == "select floor(extract(epoch from c)/3600)*3600, 1705222800, 1705314600"
+    )
+    with pytest.raises(grafana_files.GrafanaError, match="needs a column and an interval"):
+        grafana_files.expand_macros("select $__timeGroup(c)", span)
     with pytest.raises(grafana_files.GrafanaError, match="unknown macro"):
         grafana_files.expand_macros("select $__nope(x)", span)
     with pytest.raises(grafana_files.GrafanaError, match="unexpanded"):

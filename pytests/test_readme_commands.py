@@ -40,3 +40,10 @@ def test_the_cli_docstring_lists_every_command() -> None:
 
     listed = set(re.findall(r"^\s+buildqueue ([a-z][a-z-]*)", cli.__doc__ or "", re.M))
     assert listed == _cli_commands()
+
+
+def test_every_cli_command_has_a_handler() -> None:
+    from buildqueue import cli
+
+    # `test` is the one command handled before argparse (its arguments go to pytest)
+    assert {*cli.COMMANDS, "test"} == _cli_commands()

@@ -312,61 +312,99 @@ def run_workload(
     """
     stats = RunStats(viewers, refresh)
     schedule = _schedule(workload, viewers, refresh, seconds)
-    jobs: queue.Queue[_Job | None] = queue.Queue()
-    lock = threading.Lock()
     size = max(1, min(workload.pool_size, len(schedule)))
     connections = [connect_to_view(db, schema) for _ in range(size)]  # opened before t=0
-    started = time.perf_counter()
-
-    def work(conn: psycopg.Connection) -> None:
-        while (job := jobs.get()) is not None:
-            now = datetime.now(UTC)
-            text = job.template.render(now)
-            error = None
-            try:
-                if conn.closed or conn.broken:
-                    conn = connect_to_view(db, schema)
-                conn.execute(text).fetchall()  # type: ignore[arg-type]
-            except (psycopg.Error, DatabaseError) as failure:
-                error = f"{job.key}: {type(failure).__name__}: {str(failure).strip()}"
-            latency = time.perf_counter() - started - job.due
-            with lock:
-                stats.sent[job.key] = stats.sent.get(job.key, 0) + 1
-                stats.last_sent[job.key] = (now, text)
-                if error:
-                    stats.errors.append(error)
-                else:
-                    (stats.alert_latencies if job.alert else stats.latencies).append(latency)
-        conn.close()
-
-    threads = [threading.Thread(target=work, args=(conn,), daemon=True) for conn in connections]
+    run = _OpenLoopRun(db, schema, stats, started=time.perf_counter())
+    threads = [threading.Thread(target=run.work, args=(conn,), daemon=True) for conn in connections]
     for thread in threads:
         thread.start()
-    for job in schedule:
-        delay = started + job.due - time.perf_counter()
-        if delay > 0:
-            time.sleep(delay)
-        jobs.put(job)
+    run.feed(schedule)
     # queries still waiting for a connection after the run (plus the grace) are dropped:
     # their latency is already past the grace, and draining a backlog only wastes time
-    time.sleep(max(0.0, started + seconds + grace - time.perf_counter()))
-    while True:
-        try:
-            job = jobs.get_nowait()
-        except queue.Empty:
-            break
-        if job is not None:
-            with lock:
-                stats.dropped += 1
-                stats.sent[job.key] = stats.sent.get(job.key, 0) + 1
-                latency = time.perf_counter() - started - job.due
-                (stats.alert_latencies if job.alert else stats.latencies).append(latency)
+    time.sleep(max(0.0, run.started + seconds + grace - time.perf_counter()))
+    run.drop_backlog()
     for _ in threads:
-        jobs.put(None)
+        run.jobs.put(None)
     for thread in threads:
         thread.join()
-    stats.seconds = time.perf_counter() - started
+    stats.seconds = time.perf_counter() - run.started
     return stats
+
+
+@dataclass
+class _OpenLoopRun:
+    """One run's shared state: the queue the pool's threads take jobs from at their due
+    times, and the stats they record into under one lock."""
+
+    db: Database
+    schema: str
+    stats: RunStats
+    started: float
+    """`time.perf_counter()` at t=0 of the schedule."""
+    jobs: queue.Queue[_Job | None] = field(default_factory=queue.Queue)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def feed(self, schedule: list[_Job]) -> None:
+        """Queue each job at its due time, whether or not earlier ones have returned."""
+        for job in schedule:
+            delay = self.started + job.due - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            self.jobs.put(job)
+
+    def work(self, conn: psycopg.Connection) -> None:
+        """One pooled connection: send jobs until the queue hands it None, then close."""
+        while (job := self.jobs.get()) is not None:
+            conn = self._send(conn, job)
+        conn.close()
+
+    def _send(self, conn: psycopg.Connection, job: _Job) -> psycopg.Connection:
+        """Render and run one query, record it; the connection to use next (a new one
+        when this one was closed or broken)."""
+        now = datetime.now(UTC)
+        text = job.template.render(now)
+        error = None
+        try:
+            if conn.closed or conn.broken:
+                conn = connect_to_view(self.db, self.schema)
+            conn.execute(text).fetchall()  # type: ignore[arg-type]
+        except (psycopg.Error, DatabaseError) as failure:
+            error = f"{job.key}: {type(failure).__name__}: {str(failure).strip()}"
+        latency = self._latency(job)
+        with self.lock:
+            self._count(job)
+            self.stats.last_sent[job.key] = (now, text)
+            if error:
+                self.stats.errors.append(error)
+            else:
+                self._record_latency(job, latency)
+        return conn
+
+    def drop_backlog(self) -> None:
+        """Take the jobs no connection started; count each as sent and dropped, with the
+        latency it had reached."""
+        while True:
+            try:
+                job = self.jobs.get_nowait()
+            except queue.Empty:
+                break
+            if job is not None:
+                with self.lock:
+                    self.stats.dropped += 1
+                    self._count(job)
+                    self._record_latency(job, self._latency(job))
+
+    def _latency(self, job: _Job) -> float:
+        """Seconds from the job's due time to now."""
+        return time.perf_counter() - self.started - job.due
+
+    def _count(self, job: _Job) -> None:
+        """One more of the job's query key due (sent or dropped)."""
+        self.stats.sent[job.key] = self.stats.sent.get(job.key, 0) + 1
+
+    def _record_latency(self, job: _Job, latency: float) -> None:
+        """A dashboard or alert query's latency, into the list its kind goes to."""
+        (self.stats.alert_latencies if job.alert else self.stats.latencies).append(latency)
 
 
 # --- the search ---------------------------------------------------------------------------

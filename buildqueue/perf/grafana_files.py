@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -189,37 +189,64 @@ def expand_macros(sql: str, time_range: TimeRange) -> str:
 
     def replace(match: re.Match[str]) -> str:
         name = match.group(1)
-        args = [arg.strip() for arg in match.group(2).split(",")]
-        start, end = rfc3339(time_range.start), rfc3339(time_range.end)
-        if name == "__time":
-            return f'{args[0]} AS "time"'
-        if name == "__timeEpoch":
-            return f'extract(epoch from {args[0]}) as "time"'
-        if name == "__timeFilter":
-            return f"{args[0]} BETWEEN '{start}' AND '{end}'"
-        if name == "__timeFrom":
-            return f"'{start}'"
-        if name == "__timeTo":
-            return f"'{end}'"
-        if name in {"__timeGroup", "__timeGroupAlias"}:
-            if len(args) < 2:
-                raise GrafanaError(f"macro ${name} needs a column and an interval")
-            seconds = _go_float(parse_interval(args[1]))
-            group = f"floor(extract(epoch from {args[0]})/{seconds})*{seconds}"
-            return group + (' AS "time"' if name == "__timeGroupAlias" else "")
-        if name == "__unixEpochFilter":
-            start_s, end_s = int(time_range.start.timestamp()), int(time_range.end.timestamp())
-            return f"{args[0]} >= {start_s} AND {args[0]} <= {end_s}"
-        if name == "__unixEpochFrom":
-            return str(int(time_range.start.timestamp()))
-        if name == "__unixEpochTo":
-            return str(int(time_range.end.timestamp()))
-        raise GrafanaError(f"unknown macro ${name}")
+        render = _MACROS.get(name)
+        if render is None:
+            raise GrafanaError(f"unknown macro ${name}")
+        return render(name, [arg.strip() for arg in match.group(2).split(",")], time_range)
 
     expanded = _MACRO.sub(replace, sql)
     if _LEFTOVER.search(expanded):
         raise GrafanaError(f"unexpanded variable left in query: {expanded!r}")
     return expanded
+
+
+_MacroRenderer = Callable[[str, list[str], TimeRange], str]
+"""Renders one macro: (its name, its arguments, the time range) -> SQL."""
+
+
+def _time_filter(_name: str, args: list[str], time_range: TimeRange) -> str:
+    """``$__timeFilter(col)``: the column between the range's RFC 3339 ends."""
+    start, end = rfc3339(time_range.start), rfc3339(time_range.end)
+    return f"{args[0]} BETWEEN '{start}' AND '{end}'"
+
+
+def _time_group(name: str, args: list[str], _time_range: TimeRange) -> str:
+    """``$__timeGroup(col, interval)``: the column floored to the interval, in epoch seconds."""
+    if len(args) < 2:
+        raise GrafanaError(f"macro ${name} needs a column and an interval")
+    seconds = _go_float(parse_interval(args[1]))
+    return f"floor(extract(epoch from {args[0]})/{seconds})*{seconds}"
+
+
+def _time_group_alias(name: str, args: list[str], time_range: TimeRange) -> str:
+    """``$__timeGroupAlias(col, interval)``: `$__timeGroup` named "time"."""
+    return _time_group(name, args, time_range) + ' AS "time"'
+
+
+def _unix_epoch_filter(_name: str, args: list[str], time_range: TimeRange) -> str:
+    """``$__unixEpochFilter(col)``: an epoch-seconds column within the range."""
+    start, end = _epoch(time_range.start), _epoch(time_range.end)
+    return f"{args[0]} >= {start} AND {args[0]} <= {end}"
+
+
+def _epoch(moment: datetime) -> int:
+    """Whole Unix seconds, as Grafana's ``$__unixEpoch*`` macros render a time."""
+    return int(moment.timestamp())
+
+
+_MACROS: dict[str, _MacroRenderer] = {
+    "__time": lambda _name, args, _range: f'{args[0]} AS "time"',
+    "__timeEpoch": lambda _name, args, _range: f'extract(epoch from {args[0]}) as "time"',
+    "__timeFilter": _time_filter,
+    "__timeFrom": lambda _name, _args, time_range: f"'{rfc3339(time_range.start)}'",
+    "__timeTo": lambda _name, _args, time_range: f"'{rfc3339(time_range.end)}'",
+    "__timeGroup": _time_group,
+    "__timeGroupAlias": _time_group_alias,
+    "__unixEpochFilter": _unix_epoch_filter,
+    "__unixEpochFrom": lambda _name, _args, time_range: str(_epoch(time_range.start)),
+    "__unixEpochTo": lambda _name, _args, time_range: str(_epoch(time_range.end)),
+}
+"""Grafana's PostgreSQL macros by name (macros.go's evaluateMacro); any other is an error."""
 
 
 def _go_float(value: float) -> str:

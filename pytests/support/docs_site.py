@@ -119,7 +119,17 @@ def columns_read(manifest: dict[str, Any], source_id: str, columns: list[str]) -
 
 def undocumented(docs: DocsArtifacts, real_model_columns: dict[str, list[str]]) -> list[str]:
     """One line per missing description; [] when everything is described."""
-    manifest, catalog = docs.manifest, docs.catalog
+    manifest = docs.manifest
+    return [
+        *_node_problems(manifest, real_model_columns),
+        *_source_problems(manifest, docs.catalog),
+        *_macro_problems(manifest),
+        *_exposure_problems(manifest),
+    ]
+
+
+def _node_problems(manifest: dict[str, Any], real_model_columns: dict[str, list[str]]) -> list[str]:
+    """Models, seeds and analyses: a description each; models' columns match the real ones."""
     problems: list[str] = []
     for unique_id, node in sorted(manifest["nodes"].items()):
         if node["resource_type"] not in DESCRIBED_RESOURCES or not _ours(node):
@@ -131,33 +141,51 @@ def undocumented(docs: DocsArtifacts, real_model_columns: dict[str, list[str]]) 
             problems += _column_problems(unique_id, node.get("columns") or {}, real)
         elif node["resource_type"] == "analysis":
             problems += _column_problems(unique_id, node.get("columns") or {}, None)
+    return problems
+
+
+def _source_problems(manifest: dict[str, Any], catalog: dict[str, Any]) -> list[str]:
+    """Every source table of the project (see `_one_source_problems`)."""
+    problems: list[str] = []
     for unique_id, source in sorted(manifest["sources"].items()):
-        if not _ours(source):
-            continue
-        if _blank(source.get("source_description")):
-            problems.append(f"source {source['source_name']}: no description")
-        if _blank(source.get("description")):
-            problems.append(f"{unique_id}: no description")
-        in_catalog = catalog["sources"].get(unique_id)
-        real = (
-            [c["name"] for c in sorted(in_catalog["columns"].values(), key=_index)]
-            if in_catalog
-            else None
-        )
-        documented = source.get("columns") or {}
-        problems += _column_problems(unique_id, documented, None)
-        if real is not None:
-            read = columns_read(manifest, unique_id, real)
-            problems += [
-                f"{unique_id}: column {column} is read by the project but not documented"
-                for column in read
-                if column not in documented
-            ]
-            problems += [
-                f"{unique_id}: documented column {column} does not exist"
-                for column in documented
-                if column not in real
-            ]
+        if _ours(source):
+            problems += _one_source_problems(manifest, catalog, unique_id, source)
+    return problems
+
+
+def _one_source_problems(
+    manifest: dict[str, Any], catalog: dict[str, Any], unique_id: str, source: dict[str, Any]
+) -> list[str]:
+    """A source and its table described, their documented columns described; when the
+    table is in the catalog, every column a model reads documented and every documented
+    column real."""
+    problems: list[str] = []
+    if _blank(source.get("source_description")):
+        problems.append(f"source {source['source_name']}: no description")
+    if _blank(source.get("description")):
+        problems.append(f"{unique_id}: no description")
+    documented = source.get("columns") or {}
+    problems += _column_problems(unique_id, documented, None)
+    in_catalog = catalog["sources"].get(unique_id)
+    if not in_catalog:
+        return problems
+    real = [c["name"] for c in sorted(in_catalog["columns"].values(), key=_index)]
+    problems += [
+        f"{unique_id}: column {column} is read by the project but not documented"
+        for column in columns_read(manifest, unique_id, real)
+        if column not in documented
+    ]
+    problems += [
+        f"{unique_id}: documented column {column} does not exist"
+        for column in documented
+        if column not in real
+    ]
+    return problems
+
+
+def _macro_problems(manifest: dict[str, Any]) -> list[str]:
+    """Every macro of the project and each of its arguments described."""
+    problems: list[str] = []
     for unique_id, macro in sorted(manifest["macros"].items()):
         if not _ours(macro):
             continue
@@ -166,7 +194,13 @@ def undocumented(docs: DocsArtifacts, real_model_columns: dict[str, list[str]]) 
         for argument in macro.get("arguments") or []:
             if _blank(argument.get("description")):
                 problems.append(f"{unique_id}: argument {argument.get('name')} has no description")
-    for unique_id, exposure in sorted(manifest["exposures"].items()):
-        if _ours(exposure) and _blank(exposure.get("description")):
-            problems.append(f"{unique_id}: no description")
     return problems
+
+
+def _exposure_problems(manifest: dict[str, Any]) -> list[str]:
+    """Every exposure of the project described."""
+    return [
+        f"{unique_id}: no description"
+        for unique_id, exposure in sorted(manifest["exposures"].items())
+        if _ours(exposure) and _blank(exposure.get("description"))
+    ]

@@ -59,6 +59,7 @@ def structure_problems(
 
 
 def _dashboard_problems(dashboard: dict[str, Any], known: set[str]) -> list[str]:
+    """The dashboard's identity, its panel ids, each panel, and the one-view-query rule."""
     problems = []
     if not dashboard.get("uid"):
         problems.append("dashboard: no uid")
@@ -68,31 +69,43 @@ def _dashboard_problems(dashboard: dict[str, Any], known: set[str]) -> list[str]
     if len(ids) != len(set(ids)) or None in ids:
         problems.append(f"dashboard: panel ids missing or repeated: {ids}")
     for panel in panels(dashboard):
-        name = f"panel {panel.get('id')} ({panel.get('title')!r})"
-        if panel.get("type") == "row":
-            continue
-        targets = panel.get("targets") or []
-        if not targets:
-            problems.append(f"{name}: no query")
-        ref_ids = [target.get("refId") for target in targets]
-        if len(ref_ids) != len(set(ref_ids)) or None in ref_ids:
-            problems.append(f"{name}: query refIds missing or repeated: {ref_ids}")
-        if is_dashboard_datasource(panel.get("datasource")):
-            problems += _reuse_problems(dashboard, panel, name)
-            continue
-        if datasource_uid(panel.get("datasource")) not in known:
-            problems.append(f"{name}: data source {panel.get('datasource')} is not provisioned")
-        for target in targets:
-            uid = datasource_uid(target.get("datasource") or panel.get("datasource"))
-            if uid not in known:
-                problems.append(f"{name}: query {target.get('refId')} uses unknown data source")
-            if not str(target.get("rawSql", "")).strip():
-                problems.append(f"{name}: query {target.get('refId')} has no rawSql")
-            if target.get("format") not in {"table", "time_series"}:
-                problems.append(
-                    f"{name}: query {target.get('refId')} has no table/time_series format"
-                )
+        if panel.get("type") != "row":
+            problems += _panel_problems(dashboard, panel, known)
     return problems + _view_query_problems(dashboard)
+
+
+def _panel_problems(dashboard: dict[str, Any], panel: dict[str, Any], known: set[str]) -> list[str]:
+    """A panel: queries with distinct refIds, on a provisioned data source or another panel."""
+    problems = []
+    name = f"panel {panel.get('id')} ({panel.get('title')!r})"
+    targets = panel.get("targets") or []
+    if not targets:
+        problems.append(f"{name}: no query")
+    ref_ids = [target.get("refId") for target in targets]
+    if len(ref_ids) != len(set(ref_ids)) or None in ref_ids:
+        problems.append(f"{name}: query refIds missing or repeated: {ref_ids}")
+    if is_dashboard_datasource(panel.get("datasource")):
+        return problems + _reuse_problems(dashboard, panel, name)
+    if datasource_uid(panel.get("datasource")) not in known:
+        problems.append(f"{name}: data source {panel.get('datasource')} is not provisioned")
+    for target in targets:
+        problems += _target_problems(panel, target, name, known)
+    return problems
+
+
+def _target_problems(
+    panel: dict[str, Any], target: dict[str, Any], name: str, known: set[str]
+) -> list[str]:
+    """A panel's SQL query: a known data source, some rawSql, a table/time_series format."""
+    problems = []
+    uid = datasource_uid(target.get("datasource") or panel.get("datasource"))
+    if uid not in known:
+        problems.append(f"{name}: query {target.get('refId')} uses unknown data source")
+    if not str(target.get("rawSql", "")).strip():
+        problems.append(f"{name}: query {target.get('refId')} has no rawSql")
+    if target.get("format") not in {"table", "time_series"}:
+        problems.append(f"{name}: query {target.get('refId')} has no table/time_series format")
+    return problems
 
 
 def _reuse_problems(dashboard: dict[str, Any], panel: dict[str, Any], name: str) -> list[str]:
@@ -163,52 +176,84 @@ def _provider_problems(providers: dict[str, Any], alerting: dict[str, Any]) -> l
 def _alerting_problems(
     alerting: dict[str, Any], known: set[str], dashboard: dict[str, Any]
 ) -> list[str]:
+    """The alerting file's apiVersion and each of its rules."""
     problems = []
     if alerting.get("apiVersion") != 1:
         problems.append("alerting: apiVersion is not 1")
     panel_ids = {panel.get("id") for panel in panels(dashboard)}
     for group, rule in alert_rules(alerting):
-        name = f"alert {rule.get('uid')} ({rule.get('title')!r})"
-        for key in ("uid", "title", "condition", "data", "for"):
-            if key not in rule:
-                problems.append(f"{name}: no {key}")
-        if not group.get("interval") or not group.get("folder") or not group.get("name"):
-            problems.append(f"alert group {group.get('name')}: needs name, folder and interval")
-        data = rule.get("data") or []
-        ref_ids = [item.get("refId") for item in data]
-        if len(ref_ids) != len(set(ref_ids)):
-            problems.append(f"{name}: repeated refIds {ref_ids}")
-        if rule.get("condition") not in ref_ids:
-            problems.append(f"{name}: condition {rule.get('condition')!r} is none of {ref_ids}")
-        for item in data:
-            model = item.get("model") or {}
-            if model.get("refId", item.get("refId")) != item.get("refId"):
-                problems.append(
-                    f"{name}: {item.get('refId')}'s model has refId {model.get('refId')}"
-                )
-            if item.get("datasourceUid") == EXPRESSION_UID:
-                source = model.get("expression")
-                if source not in ref_ids or source == item.get("refId"):
-                    problems.append(
-                        f"{name}: expression {item.get('refId')} reads {source!r}, "
-                        "not another refId of the rule"
-                    )
-            else:
-                if item.get("datasourceUid") not in known:
-                    problems.append(f"{name}: {item.get('refId')} uses unknown data source")
-                if not str(model.get("rawSql", "")).strip():
-                    problems.append(f"{name}: {item.get('refId')} has no rawSql")
-                if model.get("format") != "time_series":
-                    problems.append(
-                        f"{name}: {item.get('refId')} must use format time_series "
-                        "(Grafana alerts do not accept table-format SQL)"
-                    )
-                if "relativeTimeRange" not in item:
-                    problems.append(f"{name}: {item.get('refId')} has no relativeTimeRange")
-        if rule.get("dashboardUid") and rule.get("dashboardUid") != dashboard.get("uid"):
-            problems.append(f"{name}: links to unknown dashboard {rule.get('dashboardUid')}")
-        if rule.get("panelId") is not None and rule.get("panelId") not in panel_ids:
-            problems.append(f"{name}: links to unknown panel {rule.get('panelId')}")
+        problems += _rule_problems(group, rule, known, dashboard, panel_ids)
+    return problems
+
+
+def _rule_problems(
+    group: dict[str, Any],
+    rule: dict[str, Any],
+    known: set[str],
+    dashboard: dict[str, Any],
+    panel_ids: set[Any],
+) -> list[str]:
+    """A rule: its required keys and group settings, refIds its condition and expressions
+    can resolve, sound data items, and links to this dashboard and its panels."""
+    problems = []
+    name = f"alert {rule.get('uid')} ({rule.get('title')!r})"
+    for key in ("uid", "title", "condition", "data", "for"):
+        if key not in rule:
+            problems.append(f"{name}: no {key}")
+    if not group.get("interval") or not group.get("folder") or not group.get("name"):
+        problems.append(f"alert group {group.get('name')}: needs name, folder and interval")
+    data = rule.get("data") or []
+    ref_ids = [item.get("refId") for item in data]
+    if len(ref_ids) != len(set(ref_ids)):
+        problems.append(f"{name}: repeated refIds {ref_ids}")
+    if rule.get("condition") not in ref_ids:
+        problems.append(f"{name}: condition {rule.get('condition')!r} is none of {ref_ids}")
+    for item in data:
+        problems += _rule_item_problems(item, name, ref_ids, known)
+    if rule.get("dashboardUid") and rule.get("dashboardUid") != dashboard.get("uid"):
+        problems.append(f"{name}: links to unknown dashboard {rule.get('dashboardUid')}")
+    if rule.get("panelId") is not None and rule.get("panelId") not in panel_ids:
+        problems.append(f"{name}: links to unknown panel {rule.get('panelId')}")
+    return problems
+
+
+def _rule_item_problems(
+    item: dict[str, Any], name: str, ref_ids: list[Any], known: set[str]
+) -> list[str]:
+    """One ``data`` item of a rule: its model's refId agrees, and it is a sound expression
+    (reading another refId of the rule) or a sound query (see `_rule_query_problems`)."""
+    problems = []
+    model = item.get("model") or {}
+    if model.get("refId", item.get("refId")) != item.get("refId"):
+        problems.append(f"{name}: {item.get('refId')}'s model has refId {model.get('refId')}")
+    if item.get("datasourceUid") != EXPRESSION_UID:
+        return problems + _rule_query_problems(item, model, name, known)
+    source = model.get("expression")
+    if source not in ref_ids or source == item.get("refId"):
+        problems.append(
+            f"{name}: expression {item.get('refId')} reads {source!r}, "
+            "not another refId of the rule"
+        )
+    return problems
+
+
+def _rule_query_problems(
+    item: dict[str, Any], model: dict[str, Any], name: str, known: set[str]
+) -> list[str]:
+    """A rule's SQL query: a known data source, some rawSql, time_series format and a
+    relativeTimeRange, as Grafana's alerting requires."""
+    problems = []
+    if item.get("datasourceUid") not in known:
+        problems.append(f"{name}: {item.get('refId')} uses unknown data source")
+    if not str(model.get("rawSql", "")).strip():
+        problems.append(f"{name}: {item.get('refId')} has no rawSql")
+    if model.get("format") != "time_series":
+        problems.append(
+            f"{name}: {item.get('refId')} must use format time_series "
+            "(Grafana alerts do not accept table-format SQL)"
+        )
+    if "relativeTimeRange" not in item:
+        problems.append(f"{name}: {item.get('refId')} has no relativeTimeRange")
     return problems
 
 
