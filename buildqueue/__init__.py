@@ -7,6 +7,7 @@ This package is what the CLI needs at run time:
     database   -- start or locate the PostgreSQL the project runs against (one place);
                   container_image and docker_engine back its testcontainers option
     dbt        -- run dbt in-process against such a database
+    profile    -- the dbt profile it runs with: rendered by dbt, handed over privately
     report     -- read view_build_queue_status and render it as a terminal table
     view_sql   -- the view's create-or-replace statement, for SQL-migration deployments
     sampler    -- take queue history samples (the build_queue_samples model)

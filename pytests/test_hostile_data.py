@@ -24,6 +24,7 @@ from support.scratch import EXAMPLE_SCHEMA, ScratchSchemas, scratch_name
 SOURCE_SCHEMA = scratch_name("hostile")
 VIEW_SCHEMA = scratch_name("hostile_view")
 AUDIT_SCHEMA = scratch_name("hostile_audit")  # where --store-failures keeps the failing rows
+AUDIT_SCHEMA_ENV = "BUILDQUEUE_AUDIT_SCHEMA"
 QUEUED, PUSHED = 12, 14  # status ids in the default numbering (vars)
 DONE, BUILDING, CACHED, WAITING = 6, 8, 14, 3
 BULK = 10_000
@@ -289,17 +290,23 @@ def _plant(database: Database, project: DbtProject) -> None:
 def hostile(
     database: Database, build: DbtOutcome, module_scratch_schema: ScratchSchemas
 ) -> tuple[DbtOutcome, DbtOutcome]:
-    """(dbt run, dbt test --store-failures) of the view over the hostile source schema."""
+    """(dbt run, dbt test --store-failures) of the view over the hostile source schema.
+
+    The failing rows go where README says BUILDQUEUE_AUDIT_SCHEMA sends them: set for the
+    test command, as a user sets it (dbt_project.yml reads it, not the profile)."""
     project = DbtProject(
         database,
         target="ci",
         schema=module_scratch_schema("hostile_view"),
-        audit_schema=module_scratch_schema("hostile_audit"),
         vars={"source_schema": module_scratch_schema("hostile")},
     )
     _plant(database, project)
     run = project.invoke("run", check=False)
-    tested = project.invoke("test", "--select", "test_type:data", "--store-failures", check=False)
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv(AUDIT_SCHEMA_ENV, module_scratch_schema("hostile_audit"))
+        tested = project.invoke(
+            "test", "--select", "test_type:data", "--store-failures", check=False
+        )
     return run, tested
 
 

@@ -22,17 +22,17 @@ import platform
 import statistics
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import psycopg
-import yaml
 from psycopg import sql
 
 from buildqueue.database import Database
-from buildqueue.dbt import DbtProject
-from buildqueue.paths import PROJECT_DIR, SCRATCH_DIR
+from buildqueue.dbt import DbtProject, project_vars
+from buildqueue.paths import SCRATCH_DIR
 from buildqueue.perf.catalog import describe_indexes
 from buildqueue.perf.fleet import FleetShape, status_ids
 from buildqueue.perf.loader import load_fleet
@@ -90,17 +90,13 @@ class CaseResult:
         return None if baseline is None else baseline / self.view_median
 
 
-def settings() -> dict[str, Any]:
-    """The project's vars (dbt_project.yml), as the view sees them by default."""
-    return yaml.safe_load((PROJECT_DIR / "dbt_project.yml").read_text())["vars"]
-
-
-def baseline_query(schema: str) -> sql.Composed:
+def baseline_query(schema: str, settings: Mapping[str, Any] | None = None) -> sql.Composed:
     """The straightforward single query, with the view's semantics and columns.
 
-    Status ids: the statuses the project's vars name, in the fleets' status catalogue.
+    Status ids: the statuses the vars name (``settings``, default the project's vars as dbt
+    reads them), in the fleets' status catalogue.
     """
-    v = settings()
+    v = project_vars() if settings is None else settings
     ids = status_ids()
     queued = sql.SQL(", ").join(
         sql.Literal(ids[name]) for name in v["queued_system_statuses"] if name in ids
@@ -225,13 +221,20 @@ def compare(view_rows: list[tuple], baseline_rows: list[tuple]) -> None:
     raise ResultMismatch("same rows in a different order")
 
 
-def check_same_rows(conn: psycopg.Connection, view_schema: str, source_schema: str) -> int:
-    """Both formulations in one repeatable-read transaction; the number of rows."""
+def check_same_rows(
+    conn: psycopg.Connection,
+    view_schema: str,
+    source_schema: str,
+    settings: Mapping[str, Any] | None = None,
+) -> int:
+    """Both formulations in one repeatable-read transaction; the number of rows.
+
+    ``settings``: the vars the view was built with (default the project's)."""
     conn.autocommit = False
     try:
         conn.execute("set transaction isolation level repeatable read")
         _, view_rows = _timed(conn, view_query(view_schema))
-        _, baseline_rows = _timed(conn, baseline_query(source_schema))
+        _, baseline_rows = _timed(conn, baseline_query(source_schema, settings))
         conn.rollback()
     finally:
         conn.autocommit = True
@@ -253,9 +256,9 @@ def run_case(
     log(f"[{shape.label}] generating and loading ...")
     stats = load_fleet(project, conn, SOURCE_SCHEMA, shape)
     log(f"[{shape.label}] {stats.describe()}")
-    project.invoke(
-        "run", "--select", "view_build_queue_status", vars={"source_schema": SOURCE_SCHEMA}
-    )
+    vars = {"source_schema": SOURCE_SCHEMA}
+    project.invoke("run", "--select", "view_build_queue_status", vars=vars)
+    settings = project.settings(vars)
     view_schema = project.schema or VIEW_SCHEMA
     result = CaseResult(
         shape=shape.label,
@@ -264,9 +267,9 @@ def run_case(
         load_seconds=stats.total_seconds,
         indexes=describe_indexes(conn, SOURCE_SCHEMA),
     )
-    view, reference = view_query(view_schema), baseline_query(SOURCE_SCHEMA)
+    view, reference = view_query(view_schema), baseline_query(SOURCE_SCHEMA, settings)
     if baseline:
-        result.systems_in_view = check_same_rows(conn, view_schema, SOURCE_SCHEMA)
+        result.systems_in_view = check_same_rows(conn, view_schema, SOURCE_SCHEMA, settings)
         log(f"[{shape.label}] view and baseline agree on {result.systems_in_view} rows")
     folder = output_dir / shape.label
     folder.mkdir(parents=True, exist_ok=True)
@@ -357,7 +360,7 @@ def run_benchmark(
 
 def refuses_production_target(target: str) -> bool:
     """Synthetic fleets never go to a production target: say so on stderr and return True."""
-    if target not in settings()["production_targets"]:
+    if target not in project_vars()["production_targets"]:
         return False
     print(
         f"error: refusing to load synthetic fleets with target '{target}' "
@@ -511,21 +514,25 @@ def load_curve_fleet(
     log(f"[{fleet.shape.label}] generating and loading ...")
     stats = load_fleet(project, conn, fleet.source_schema, fleet.shape)
     log(f"[{fleet.shape.label}] {stats.describe()}")
-    project.invoke(
-        "run", "--select", "view_build_queue_status", vars={"source_schema": fleet.source_schema}
-    )
-    fleet.queued = queued_systems(conn, fleet.source_schema)
+    vars = {"source_schema": fleet.source_schema}
+    project.invoke("run", "--select", "view_build_queue_status", vars=vars)
+    fleet.queued = queued_systems(conn, fleet.source_schema, project.settings(vars))
 
 
-def queued_systems(conn: psycopg.Connection, schema: str) -> list[tuple[int, int]]:
-    """(id, status) of the queued systems, in a fixed pseudo-random order (id hash)."""
+def queued_systems(
+    conn: psycopg.Connection, schema: str, settings: Mapping[str, Any] | None = None
+) -> list[tuple[int, int]]:
+    """(id, status) of the queued systems, in a fixed pseudo-random order (id hash).
+
+    Queued: the statuses ``settings`` (default the project's vars) name."""
     ids = status_ids()
+    queued = (project_vars() if settings is None else settings)["queued_system_statuses"]
     rows = conn.execute(
         sql.SQL(
             "select id, status_id from {} where derivation_type = 'nixos' "
             "and status_id = any(%s) order by hashint4(id), id"
         ).format(sql.Identifier(schema, "derivations")),
-        [[ids[name] for name in settings()["queued_system_statuses"] if name in ids]],
+        [[ids[name] for name in queued if name in ids]],
     ).fetchall()
     return [(int(i), int(s)) for i, s in rows]
 

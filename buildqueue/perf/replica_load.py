@@ -42,7 +42,6 @@ from psycopg import sql
 
 from buildqueue.database import Database, DatabaseError
 from buildqueue.dbt import DbtError, DbtProject
-from buildqueue.perf import benchmark
 from buildqueue.perf.fleet import FleetShape
 from buildqueue.perf.load import (
     LOAD_SOURCE_SCHEMA,
@@ -224,7 +223,7 @@ def measure_conflicts(
     project = DbtProject(pair.primary, target="ci", schema=view_schema)
     project.load_fixtures()
     project.invoke("run")
-    reservations = sql.Identifier(benchmark.settings()["source_schema"], "build_reservations")
+    reservations = sql.Identifier(project.settings()["source_schema"], "build_reservations")
     runs = []
     for delay, feedback in settings:
         _configure_standby(pair, delay, feedback)

@@ -127,7 +127,6 @@ def measure(database: Database, size: str, runs: int) -> list[str]:
                 before = resource.getrusage(resource.RUSAGE_CHILDREN)
                 subprocess.run(
                     _dbt_command(project, vars_text),
-                    env={**os.environ, **project.environment()},
                     cwd=PROJECT_DIR,
                     capture_output=True,
                     check=True,
