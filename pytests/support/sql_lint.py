@@ -53,8 +53,9 @@ def dbt_templater_violations(
         context.write_text(_vars_section(project))
         env = {
             **os.environ,
-            **project.environment(),
+            # the private profile dbt itself gets: this database, this target only
             "DBT_PROFILES_DIR": str(project.profiles_dir),
+            "DBT_TARGET": project.target,
             "DBT_TARGET_PATH": str(Path(scratch) / "target"),
             "DBT_LOG_PATH": str(Path(scratch) / "logs"),
         }
