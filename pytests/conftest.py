@@ -86,13 +86,6 @@ def samples_project(project: DbtProject, build: DbtOutcome, samples_schema: str)
     return samples
 
 
-@pytest.fixture
-def reload_fixtures(project: DbtProject, build: DbtOutcome) -> Iterator[None]:
-    """For tests that write to the shared example's source tables: reloaded afterwards."""
-    yield
-    project.load_fixtures()
-
-
 @pytest.fixture(scope="session")
 def docs(project: DbtProject, build: DbtOutcome) -> DocsArtifacts:
     """`dbt docs generate` over the built example: target/ with index.html, manifest, catalog."""

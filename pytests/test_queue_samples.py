@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -145,11 +145,15 @@ def test_a_sample_is_appended_per_run_and_reflects_the_view(
 
 
 def test_a_sample_sees_the_queue_as_it_is_now(
-    database: Database, samples_project: DbtProject, samples_schema: str, reload_fixtures: None
+    database: Database, example_copy: Callable[..., DbtProject]
 ) -> None:
-    """Build one of server-a's packages: the next sample has one package less pending."""
+    """Build one of server-a's packages in a copy of the example: the next sample has one
+    package less pending (the session's shared example is never written to)."""
+    project = example_copy("samples_live")
+    schema = project.view_schema()
+    sample_run(project)  # the first sample, as the samples_project fixture takes it
     ids = status_ids()
-    with database.connect(options=f"-c search_path={SOURCE_SCHEMA}") as conn:
+    with database.connect(options=f"-c search_path={schema}") as conn:
         built = conn.execute(
             "update derivations set status_id = %(complete)s where id = ("
             " select package.id from derivation_dependencies as dependency"
@@ -165,9 +169,11 @@ def test_a_sample_sees_the_queue_as_it_is_now(
         )
         assert built.rowcount == 1
     time.sleep(1.1)
-    sample_run(samples_project, queue_sample_interval="1 second")
-    latest = samples(database, samples_schema)[-1]
-    assert (latest["packages_pending"], latest["packages_completed"]) == (2, 56)
+    sample_run(project, queue_sample_interval="1 second")
+    taken = samples(database, schema)
+    assert len(taken) == 2
+    assert (taken[0]["packages_pending"], taken[0]["packages_completed"]) == (3, 55)
+    assert (taken[1]["packages_pending"], taken[1]["packages_completed"]) == (2, 56)
 
 
 # --- idempotent within a bucket, also when runs overlap -----------------------------------
