@@ -19,7 +19,7 @@ from buildqueue.database import BackendUnavailable, Database, open_database, sta
 from buildqueue.dbt import DbtOutcome, DbtProject
 from buildqueue.sampler import SAMPLE_MODEL
 from support.docs_site import DocsArtifacts, generate_docs
-from support.example import ExampleDatabase
+from support.example import ExampleDatabase, copy_example, refill_example
 from support.scratch import (
     EXAMPLE_SCHEMA,
     VIEW_SCHEMA,
@@ -170,11 +170,34 @@ def example_conn(example: ExampleDatabase) -> Iterator[psycopg.Connection]:
         yield connection
 
 
+@pytest.fixture(scope="module")
+def example_copy_on_each_database(example: ExampleDatabase) -> Iterator[ExampleDatabase]:
+    """A module's own copy of the example next to the shared one, on each database in turn,
+    with the view built over it: for tests that write to the source tables."""
+    schemas = ScratchSchemas(example.database)
+    schema = schemas("live" if example.source_schema == EXAMPLE_SCHEMA else "live_container")
+    try:
+        with example.database.connect() as connection:
+            copy_example(connection, schema, source=example.source_schema)
+        project = DbtProject(
+            example.database, target="ci", schema=schema, vars={"source_schema": schema}
+        )
+        outcome = project.invoke("run", "--select", "view_build_queue_status")
+        yield ExampleDatabase(example.database, project, schema, outcome)
+    finally:
+        schemas.drop_all()
+
+
 @pytest.fixture
-def reload_example(example: ExampleDatabase) -> Iterator[None]:
-    """For tests that write to the example's source tables: it is reloaded afterwards."""
-    yield
-    example.project.load_fixtures()
+def writable_example(
+    example: ExampleDatabase, example_copy_on_each_database: ExampleDatabase
+) -> ExampleDatabase:
+    """The module's copy of the example (`example_copy_on_each_database`), its rows as the
+    example's before each test: a test writes to it, and no shared data is repaired."""
+    copy = example_copy_on_each_database
+    with example.database.connect() as connection:
+        refill_example(connection, copy.source_schema, source=example.source_schema)
+    return copy
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -20,7 +20,6 @@ from typing import Any
 import psycopg
 import pytest
 
-from buildqueue.dbt import DbtOutcome, DbtProject
 from buildqueue.paths import PROJECT_DIR
 from buildqueue.perf import grafana_files
 from buildqueue.perf.fleet import STATUS_CATALOGUE
@@ -60,11 +59,8 @@ OVERVIEW_COLUMNS = [
 """What the Systems overview table shows (its query has two more columns for others)."""
 
 
-@pytest.fixture(scope="module", autouse=True)
-def fresh_example(project: DbtProject, build: DbtOutcome) -> None:
-    """Reload the example first: its heartbeats are relative to load time (server-a's is
-    15 s old), so late in a long session server-a would be stale too."""
-    project.load_fixtures()
+# the session's example, reloaded first when its load-relative heartbeats got old
+pytestmark = pytest.mark.usefixtures("fresh_example")
 
 
 @pytest.fixture(scope="module")

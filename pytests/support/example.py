@@ -57,13 +57,22 @@ LATEST_HEARTBEAT_AGE_SECONDS = EXPECTED_AGES["latest_heartbeat"]
 
 def copy_example(conn: psycopg.Connection, schema: str, source: str = SOURCE_SCHEMA) -> None:
     """Copy the example loaded in ``source`` into a new ``schema`` (same columns, keys and
-    indexes), with its reservation times shifted so their ages are again those of the
-    example at load time (the freshest heartbeat 15 seconds old), however long ago the
-    example was loaded."""
+    indexes), as fresh as a new load (`refill_example`)."""
     conn.execute(sql.SQL("create schema {}").format(sql.Identifier(schema)))
     for table in CRYSTAL_FORGE_TABLES:
         target, loaded = sql.Identifier(schema, table), sql.Identifier(source, table)
         conn.execute(sql.SQL("create table {} (like {} including all)").format(target, loaded))
+    refill_example(conn, schema, source)
+
+
+def refill_example(conn: psycopg.Connection, schema: str, source: str = SOURCE_SCHEMA) -> None:
+    """Replace the rows of a copy made by `copy_example` with the example's in ``source``,
+    its reservation times shifted so their ages are again those of the example at load
+    time (the freshest heartbeat 15 seconds old), however long ago it was loaded."""
+    tables = [sql.Identifier(schema, table) for table in CRYSTAL_FORGE_TABLES]
+    conn.execute(sql.SQL("truncate {}").format(sql.SQL(", ").join(tables)))
+    for table in CRYSTAL_FORGE_TABLES:
+        target, loaded = sql.Identifier(schema, table), sql.Identifier(source, table)
         conn.execute(sql.SQL("insert into {} select * from {}").format(target, loaded))
     freshest = min(age for age in LATEST_HEARTBEAT_AGE_SECONDS.values() if age is not None)
     conn.execute(

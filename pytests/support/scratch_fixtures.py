@@ -7,6 +7,8 @@
   for tests that write to the source tables. The session's shared example is never
   written to, so nothing has to be repaired after a test.
 * `fresh_example`: the session's shared example, its times renewed when it got old.
+* `writable_example` (conftest.py): a module's own copy of the example on each database
+  (default and container), its rows reset to the example's before each test.
 """
 
 from __future__ import annotations
