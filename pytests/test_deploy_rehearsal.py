@@ -38,7 +38,6 @@ from support.rehearsal import (
     RehearsalUnavailable,
     code_blocks,
     deploy_section,
-    index_signatures,
     operator_environment,
     rehearse,
     source_indexes,
@@ -159,12 +158,18 @@ def test_no_index_is_duplicated(conn: psycopg.Connection) -> None:
     but not what they answer (the package path's index-only scan), so the predicate
     counts: keys alone would call every covering index a duplicate of its key.
     """
+    found = sorted(
+        (name, index)
+        for name, index in crystal_forge.indexes(conn, crystal_forge.SOURCE_SCHEMA).items()
+        if index.valid and index.table in crystal_forge.TABLES
+    )
     duplicates = [
-        f"{a[0]}: {a[1]} and {b[1]} are both ({', '.join(a[2])}) {a[4]}"
-        f" (include: {', '.join(a[3]) or '-'} / {', '.join(b[3]) or '-'})"
-        for a, b in combinations(index_signatures(conn), 2)
-        if (a[0], a[2], a[4]) == (b[0], b[2], b[4])
-        and (set(a[3]) <= set(b[3]) or set(b[3]) <= set(a[3]))
+        f"{a.table}: {a_name} and {b_name} are both ({', '.join(a.keys)}) {a.method}"
+        f"{f' where {a.predicate}' if a.predicate else ''}"
+        f" (include: {', '.join(a.include) or '-'} / {', '.join(b.include) or '-'})"
+        for (a_name, a), (b_name, b) in combinations(found, 2)
+        if (a.table, a.keys, a.method, a.predicate) == (b.table, b.keys, b.method, b.predicate)
+        and (set(a.include) <= set(b.include) or set(b.include) <= set(a.include))
     ]
     assert not duplicates, "\n".join(duplicates)
 

@@ -17,7 +17,6 @@ teardown.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import psycopg
 import pytest
@@ -26,6 +25,7 @@ from psycopg import sql
 from buildqueue.database import Database
 from buildqueue.dbt import DbtProject
 from buildqueue.perf.catalog import drop_secondary_indexes
+from support.crystal_forge import Index, indexes
 from support.scratch import ScratchSchemas, scratch_name
 
 SCHEMA = scratch_name("source_indexes")
@@ -45,45 +45,6 @@ MISSING_ON_CRYSTAL_FORGE = ["idx_derivations_package_status", "idx_derivations_t
 """What Crystal Forge's schema lacks: the queued-systems and the covering package index."""
 
 PACKAGE_STATUS_LABEL = "derivations (id) include (status_id) where derivation_type = 'package'"
-
-
-@dataclass(frozen=True)
-class Index:
-    """An index as the planner sees it: table, key columns, INCLUDE columns, predicate."""
-
-    table: str
-    keys: tuple[str, ...]
-    include: tuple[str, ...]
-    predicate: str | None
-    valid: bool
-
-
-def indexes(conn: psycopg.Connection, schema: str) -> dict[str, Index]:
-    """Every index in ``schema`` by name."""
-    rows = conn.execute(
-        """
-        select
-            index_class.relname,
-            table_class.relname,
-            array(
-                select pg_get_indexdef(pg_index.indexrelid, position, true)
-                from generate_series(1, pg_index.indnatts) as position
-                order by position
-            ),
-            pg_index.indnkeyatts,
-            pg_get_expr(pg_index.indpred, pg_index.indrelid),
-            pg_index.indisvalid
-        from pg_index
-        join pg_class as index_class on index_class.oid = pg_index.indexrelid
-        join pg_class as table_class on table_class.oid = pg_index.indrelid
-        where index_class.relnamespace = %s::regnamespace
-        """,
-        [schema],
-    ).fetchall()
-    return {
-        name: Index(table, tuple(columns[:keys]), tuple(columns[keys:]), predicate, valid)
-        for name, table, columns, keys, predicate, valid in rows
-    }
 
 
 def statistics_targets(conn: psycopg.Connection, schema: str) -> dict[str, int | None]:

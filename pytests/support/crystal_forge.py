@@ -37,6 +37,50 @@ is the same stage under a name Crystal Forge never had.
 """
 
 
+@dataclasses.dataclass(frozen=True)
+class Index:
+    """An index as the planner sees it: table, key columns, INCLUDE columns, predicate,
+    whether it is valid, and its access method."""
+
+    table: str
+    keys: tuple[str, ...]
+    include: tuple[str, ...]
+    predicate: str | None
+    valid: bool
+    method: str = "btree"
+
+
+def indexes(conn: psycopg.Connection, schema: str) -> dict[str, Index]:
+    """Every index in ``schema`` by name. Columns are as pg_get_indexdef prints them
+    (expressions included), in index order; the predicate as pg_get_expr prints it."""
+    rows = conn.execute(
+        """
+        select
+            index_class.relname,
+            table_class.relname,
+            array(
+                select pg_get_indexdef(pg_index.indexrelid, position, true)
+                from generate_series(1, pg_index.indnatts) as position
+                order by position
+            ),
+            pg_index.indnkeyatts,
+            pg_get_expr(pg_index.indpred, pg_index.indrelid),
+            pg_index.indisvalid,
+            pg_am.amname
+        from pg_index
+        join pg_class as index_class on index_class.oid = pg_index.indexrelid
+        join pg_class as table_class on table_class.oid = pg_index.indrelid
+        join pg_am on pg_am.oid = index_class.relam
+        where index_class.relnamespace = %s::regnamespace
+        """,
+        [schema],
+    ).fetchall()
+    return {
+        name: Index(table, tuple(columns[:keys]), tuple(columns[keys:]), predicate, valid, method)
+        for name, table, columns, keys, predicate, valid, method in rows
+    }
+
+
 def create_scratch_database(server: Database, prefix: str) -> Database:
     """Create an empty database named ``<prefix>_<random hex>`` on ``server``; return it."""
     name = f"{prefix}_{secrets.token_hex(4)}"

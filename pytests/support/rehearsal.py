@@ -318,42 +318,6 @@ def source_indexes(conn: psycopg.Connection) -> dict[str, str]:
     return dict(rows)
 
 
-def index_signatures(conn: psycopg.Connection) -> list[tuple[str, str, tuple, tuple, str]]:
-    """(table, index, key columns, INCLUDE columns, predicate) of each valid source index.
-
-    Columns are as pg_get_indexdef prints them (expressions included), in index order.
-    """
-    rows = conn.execute(
-        """
-        select
-            t.relname,
-            i.relname,
-            array(
-                select pg_get_indexdef(x.indexrelid, k, true)
-                from generate_series(1, x.indnkeyatts) as k
-                order by k
-            ),
-            array(
-                select pg_get_indexdef(x.indexrelid, k, true)
-                from generate_series(x.indnkeyatts + 1, x.indnatts) as k
-                order by k
-            ),
-            am.amname || coalesce(' where ' || pg_get_expr(x.indpred, x.indrelid, true), '')
-        from pg_index as x
-        join pg_class as i on i.oid = x.indexrelid
-        join pg_class as t on t.oid = x.indrelid
-        join pg_am as am on am.oid = i.relam
-        where t.relnamespace = %s::regnamespace and t.relname = any(%s) and x.indisvalid
-        order by 1, 2
-        """,
-        [crystal_forge.SOURCE_SCHEMA, list(crystal_forge.TABLES)],
-    ).fetchall()
-    return [
-        (table, index, tuple(keys), tuple(include), rest)
-        for table, index, keys, include, rest in rows
-    ]
-
-
 def catalog(conn: psycopg.Connection) -> dict[str, list[tuple]]:
     """What a deploy may change, by kind: indexes, statistics, relations and ACLs.
 
