@@ -30,7 +30,7 @@ from buildqueue.database import Database, DatabaseError, open_database
 from buildqueue.dbt import DbtError, DbtProject
 from buildqueue.paths import PROJECT_DIR
 from buildqueue.report import fetch_rows, print_rows
-from buildqueue.sampler import SAMPLE_MODEL, SampleError, sample_every, take_sample
+from buildqueue.sampler import SAMPLE_MODEL, SampleError, check_every, sample_every, take_sample
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -124,8 +124,7 @@ def sample_queue(project: DbtProject, every: float | None, vars_text: str | None
     if every is None:
         print(take_sample(project, vars).describe())
         return 0
-    if every <= 0:
-        raise SampleError("--every needs a positive number of seconds, e.g. --every 60")
+    check_every(every)  # before the "sampling ..." line
     print(
         f"sampling {project.view_schema()}.{SAMPLE_MODEL} every {every:g}s (Ctrl-C to stop)",
         file=sys.stderr,

@@ -114,6 +114,12 @@ def take_sample(project: DbtProject, vars: dict[str, Any] | None = None) -> Samp
     return Sample(row=row, added=rows_inserted(outcome) > 0, seconds=seconds)
 
 
+def check_every(seconds: float) -> None:
+    """--every must be a positive number of seconds."""
+    if seconds <= 0:
+        raise SampleError("--every needs a positive number of seconds, e.g. --every 60")
+
+
 def sample_every(
     project: DbtProject,
     seconds: float,
@@ -127,8 +133,7 @@ def sample_every(
     Runs are scheduled on a fixed grid from the first one (start + k x seconds), so they
     do not drift by the time each run takes; a run that overruns skips the slots it missed.
     """
-    if seconds <= 0:
-        raise SampleError("--every needs a positive number of seconds, e.g. --every 60")
+    check_every(seconds)
     start = time.monotonic()
     while True:
         report(take_sample(project, vars).describe())

@@ -364,6 +364,13 @@ def test_sample_every_n_seconds_until_ctrl_c(
     assert len({sample["sampled_at"] for sample in taken}) == len(taken)
 
 
+def test_every_needs_a_positive_number_of_seconds(database: Database, samples_schema: str) -> None:
+    completed = run_in_subprocess(*cli(database, "--every", "0"), env=cli_env(samples_schema))
+    assert completed.returncode == 1, completed.stderr
+    assert "error: --every needs a positive number of seconds" in completed.stderr
+    assert "sampling" not in completed.stderr, "the error comes before the loop's first line"
+
+
 def test_samples_table_is_keyed_by_sample_time(
     database: Database, samples_project: DbtProject, samples_schema: str
 ) -> None:
