@@ -19,8 +19,7 @@ import yaml
 from psycopg import sql
 
 from buildqueue.database import Database
-from buildqueue.dbt import DbtProject
-from buildqueue.paths import PROJECT_DIR
+from buildqueue.dbt import DbtProject, project_vars
 from buildqueue.perf import grafana_files
 from buildqueue.perf.grafana_files import TimeRange
 from buildqueue.sampler import SAMPLE_MODEL
@@ -226,7 +225,7 @@ def test_overview_has_progress_bars_status_colours_and_newest_first(files: dict)
 
 def test_alert_thresholds_and_durations_are_the_specs(files: dict) -> None:
     """The spec's numbers; that each rule holds its var's default is pytests/test_one_home.py."""
-    defaults = yaml.safe_load((PROJECT_DIR / "dbt_project.yml").read_text())["vars"]
+    defaults = project_vars()
     assert defaults["packages_remaining_threshold"] == 500
     assert defaults["stuck_building_threshold"] == "2 hours"
     assert defaults["stale_heartbeat_threshold"] == "5 minutes"

@@ -21,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from buildqueue.dbt import project_vars
 from buildqueue.paths import PROJECT_DIR
 from buildqueue.perf import grafana_files
 from buildqueue.report import VIEW_COLUMNS
@@ -66,13 +67,9 @@ def test_the_readme_column_table_is_the_contract(docs: DocsArtifacts) -> None:
     assert documented == _contract(docs)
 
 
-def _project_vars() -> dict[str, Any]:
-    return yaml.safe_load((PROJECT_DIR / "dbt_project.yml").read_text())["vars"]
-
-
 def test_the_readme_var_table_is_dbt_project_yml() -> None:
     documented = {row[0]: yaml.safe_load(row[1]) for row in _table_rows(_section("Configuration"))}
-    assert documented == _project_vars()
+    assert documented == project_vars()
 
 
 def test_setting_validates_every_var() -> None:
@@ -81,7 +78,7 @@ def test_setting_validates_every_var() -> None:
         macro.index("{% set forms = {") : macro.index("} %}", macro.index("{% set forms"))
     ]
     validated = set(re.findall(r"'(\w+)': '[a-z ]+'", forms))
-    assert validated == set(_project_vars())
+    assert validated == set(project_vars())
 
 
 # --- the example's expected rows ---------------------------------------------------------
@@ -218,12 +215,12 @@ def test_every_alert_has_a_threshold_var() -> None:
     assert {alert.analysis for alert in ALERTS.values()} == {
         name for name in analysis_names() if name.startswith("alert_")
     }
-    assert {alert.var for alert in ALERTS.values()} <= set(_project_vars())
+    assert {alert.var for alert in ALERTS.values()} <= set(project_vars())
 
 
 def test_each_rule_holds_its_vars_default() -> None:
     """Grafana cannot read dbt vars: each rule writes the default, and nothing else."""
-    defaults = _project_vars()
+    defaults = project_vars()
     for uid, rule in _rules().items():
         alert, default = ALERTS[uid], defaults[ALERTS[uid].var]
         sql = "\n".join(query["model"]["rawSql"] for query in grafana_files.rule_queries(rule))
