@@ -4,7 +4,8 @@
     scratch, scratch_fixtures -- scratch schemas and roles per test, and the leftovers guard
     example          -- the spec's example rows the view must return, and copies of the example
     seed_csv         -- a dbt seed read as dbt loads it, typed by its YAML column_types
-    crystal_forge    -- databases shaped like Crystal Forge's (crystal_forge_schema.sql)
+    crystal_forge    -- databases shaped like Crystal Forge's (crystal_forge_schema.sql) and
+                        their indexes
     rehearsal        -- the README's deploy commands, run as written
     grafana_checks   -- the Grafana files' wiring, and their panel and alert queries run
     transformations  -- the panels' transformations in Grafana's own code (@grafana/data),

@@ -8,6 +8,8 @@ five tables in its `public` schema exactly as Crystal Forge defines them, with i
 indexes, foreign keys and status catalogue (crystal_forge_schema.sql), and the example's
 rows in them (`load_example`). Statuses are translated by name from the fixtures'
 catalogue (the spec's numbering) to Crystal Forge's; reservation ages become timestamps.
+`indexes` reads a schema's indexes as the planner sees them (the rehearsal's and the index
+operation's tests compare them).
 """
 
 from __future__ import annotations
