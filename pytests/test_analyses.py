@@ -27,7 +27,7 @@ SPEC_QUERIES = {
     "alert_system_stuck_building",
 }
 
-HISTORY_QUERIES = {"alert_queue_growing_over_window"}
+HISTORY_QUERIES = {"alert_queue_growing_over_window", "alert_queue_stalled"}
 """Analyses over the queue history (build_queue_samples); pytests/test_queue_growth_alert.py."""
 
 

@@ -235,6 +235,7 @@ def test_alert_thresholds_and_durations_are_the_specs(files: dict) -> None:
         "buildqueue-queue-growing": "0s",
         "buildqueue-stuck-building": "0s",
         "buildqueue-queue-growing-window": "0s",
+        "buildqueue-queue-stalled": "0s",
     }
     for uid, rule in rules.items():
         evaluator = _node(rule, rule["condition"])["model"]["conditions"][0]["evaluator"]

@@ -189,6 +189,7 @@ ALERTS = {
     "buildqueue-queue-growing-window": Alert(
         "alert_queue_growing_over_window", "queue_growth_window", "query"
     ),
+    "buildqueue-queue-stalled": Alert("alert_queue_stalled", "queue_stall_threshold", "query"),
 }
 """Grafana rule uid -> its alert; the threshold's one home is the var in dbt_project.yml."""
 

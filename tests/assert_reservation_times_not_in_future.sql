@@ -13,7 +13,7 @@ reservations as (
 
 final as (
     select
-        reservation_id,
+        derivation_id,
         worker_id,
         nixos_derivation_id,
         reserved_at,

@@ -13,9 +13,8 @@ reservations as (
 
 final as (
     select
-        reservation_id,
-        worker_id,
         derivation_id,
+        worker_id,
         nixos_derivation_id,
         concat_ws(
             ', ',

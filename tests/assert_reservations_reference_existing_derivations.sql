@@ -17,9 +17,8 @@ derivations as (
 
 final as (
     select
-        reservations.reservation_id,
-        reservations.worker_id,
         reservations.derivation_id,
+        reservations.worker_id,
         reservations.nixos_derivation_id,
         case
             when reserved.derivation_id is null then 'reserved derivation is missing'

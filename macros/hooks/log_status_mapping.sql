@@ -30,7 +30,7 @@
             {% for name in entry.names %}
                 {% do found.append(name ~ ' ' ~ entry.ids[loop.index0]) %}
             {% endfor %}
-            {% set text = role.label ~ ' = ' ~ (found | join(', ')) %}
+            {% set text = role.label ~ ' = ' ~ ((found | join(', ')) or 'none') %}
             {% if entry.skipped %}
                 {% set text = text ~ ' (' ~ (entry.skipped | join(', ')) ~ ': not in the table, skipped)' %}
             {% endif %}

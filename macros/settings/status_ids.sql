@@ -11,6 +11,7 @@
 {% macro status_roles() %}
     {{ return({
         'queued_system_status_ids': {'names_var': 'queued_system_statuses', 'label': 'queued', 'many': true},
+        'system_build_status_ids': {'names_var': 'system_build_statuses', 'label': 'system build', 'many': true, 'optional': true},
         'build_complete_status_id': {'names_var': 'build_complete_status', 'label': 'build complete', 'many': false},
         'build_in_progress_status_id': {'names_var': 'build_in_progress_status', 'label': 'building', 'many': false},
         'cache_pushed_status_id': {'names_var': 'cache_pushed_status', 'label': 'cache pushed', 'many': false},
@@ -28,7 +29,7 @@
     For each role: {'ids': [...], 'names': [...], 'skipped': [...], 'source': ...}.
     source is 'override' when the id var is set (no lookup), else the statuses table.
     Fails with the table's names when a name does not resolve (a queued name that does not
-    resolve is skipped while at least one does). At parse time (no database) the ids are
+    resolve is skipped while at least one does; an optional role may resolve to none). At parse time (no database) the ids are
     placeholders.
 #}
 {% macro resolve_statuses() %}
@@ -90,7 +91,7 @@
                 {% do entry.names.append(found.name) %}
             {% endif %}
         {% endfor %}
-        {% if not entry.ids %}
+        {% if not entry.ids and not role.get('optional') %}
             {{ exceptions.raise_compiler_error(
                 "Status " ~ (wanted | join(', ')) ~ " (var " ~ role.names_var ~ ") is not in "
                 ~ table_name ~ ", which " ~ has ~ ". Fix: set var " ~ role.names_var ~ " to "

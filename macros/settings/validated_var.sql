@@ -7,15 +7,18 @@
     {% set forms = {
         'source_schema': 'identifier',
         'queued_system_statuses': 'name list',
+        'system_build_statuses': 'name list',
         'build_complete_status': 'name',
         'build_in_progress_status': 'name',
         'cache_pushed_status': 'name',
         'queued_system_status_ids': 'integer list',
+        'system_build_status_ids': 'integer list',
         'build_complete_status_id': 'integer',
         'build_in_progress_status_id': 'integer',
         'cache_pushed_status_id': 'integer',
         'stale_heartbeat_threshold': 'interval',
         'stuck_building_threshold': 'interval',
+        'queue_stall_threshold': 'interval',
         'packages_remaining_threshold': 'count',
         'load_fixtures': 'boolean',
         'production_targets': 'identifier list',
@@ -28,6 +31,8 @@
         {{ exceptions.raise_compiler_error("setting(): unknown setting '" ~ name ~ "'. Known settings: " ~ (forms.keys() | list | join(', '))) }}
     {% endif %}
     {% set form = forms[name] %}
+    {# lists that may be empty: [] turns the system-build statuses off (the spec's filter) #}
+    {% set may_be_empty = ['system_build_statuses', 'system_build_status_ids'] %}
     {% set value = var(name) %}
     {% set re = modules.re %}
     {% set identifier = '^[A-Za-z_][A-Za-z0-9_$]{0,62}$' %}
@@ -42,7 +47,7 @@
             {% set ns.result = value | int %}
         {% endif %}
     {% elif form == 'integer list' %}
-        {% if value is string or value is mapping or value is not iterable or (value | length) == 0 %}
+        {% if value is string or value is mapping or value is not iterable or ((value | length) == 0 and name not in may_be_empty) %}
             {% set ns.ok = false %}
         {% else %}
             {% set ns.result = [] %}
@@ -57,7 +62,7 @@
     {% elif form == 'name' %}
         {% set ns.ok = value is string and (value | trim | length) > 0 %}
     {% elif form == 'name list' %}
-        {% if value is string or value is mapping or value is not iterable or (value | length) == 0 %}
+        {% if value is string or value is mapping or value is not iterable or ((value | length) == 0 and name not in may_be_empty) %}
             {% set ns.ok = false %}
         {% else %}
             {% for item in value %}

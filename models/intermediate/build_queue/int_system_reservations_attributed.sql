@@ -12,7 +12,7 @@ reservations as (
 package_builds as (
     select
         systems.nixos_id,
-        reservations.reservation_id,
+        reservations.derivation_id,
         reservations.worker_id,
         reservations.reserved_at,
         reservations.heartbeat_at
@@ -24,7 +24,7 @@ package_builds as (
 system_builds as (
     select
         systems.nixos_id,
-        reservations.reservation_id,
+        reservations.derivation_id,
         reservations.worker_id,
         reservations.reserved_at,
         reservations.heartbeat_at

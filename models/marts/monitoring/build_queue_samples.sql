@@ -42,7 +42,9 @@ queue_counts as (
         coalesce(sum(pending_packages), 0)::bigint as packages_pending,
         coalesce(sum(building_packages), 0)::bigint as packages_building,
         coalesce(sum(completed_packages), 0)::bigint as packages_completed,
-        coalesce(sum(cached_packages), 0)::bigint as packages_cached
+        coalesce(sum(cached_packages), 0)::bigint as packages_cached,
+        {# the "Queue stalled" alert's memory of when a worker was last alive #}
+        max(latest_heartbeat) as latest_heartbeat
     from queue
 ),
 
@@ -65,7 +67,8 @@ final as (
         queue_counts.packages_building,
         queue_counts.packages_completed,
         queue_counts.packages_cached,
-        workers.active_workers
+        workers.active_workers,
+        queue_counts.latest_heartbeat
     from queue_counts
     cross join workers
     {% if is_incremental() -%}

@@ -32,13 +32,19 @@ joined as (
         systems.git_commit_hash,
         coalesce(package_counts.total_packages, 0) as total_packages,
         coalesce(package_counts.completed_packages, 0) as completed_packages,
-        coalesce(package_counts.building_packages, 0) as building_packages,
+        {# doc rule_building_packages: a system build builds what is not built yet #}
+        case
+            when systems.is_system_build_in_progress
+                then coalesce(package_counts.total_packages - package_counts.completed_packages, 0)
+            else coalesce(package_counts.building_packages, 0)
+        end as building_packages,
         coalesce(package_counts.cached_packages, 0) as cached_packages,
         coalesce(reservation_summaries.active_workers, 0) as active_workers,
         coalesce(reservation_summaries.worker_ids, '{}') as worker_ids,
         reservation_summaries.earliest_reservation,
         reservation_summaries.latest_heartbeat,
-        coalesce(reservation_summaries.has_stale_workers, false) as has_stale_workers
+        coalesce(reservation_summaries.has_stale_workers, false) as has_stale_workers,
+        systems.is_system_build_in_progress
     {# left joins: systems with no packages or no workers are still in the queue #}
     from systems
     left join package_counts
@@ -63,6 +69,7 @@ final as (
         earliest_reservation,
         latest_heartbeat,
         case
+            when is_system_build_in_progress then 'building'
             when completed_packages = total_packages then 'ready_for_system_build'
             when active_workers > 0 then 'building'
             else 'pending'

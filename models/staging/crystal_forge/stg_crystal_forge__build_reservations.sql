@@ -1,6 +1,9 @@
-{# Rename and cast only; a single select on purpose (doc single_select_models). #}
+{#
+    Rename and cast only; a single select on purpose (doc single_select_models).
+    `id` is not read: a reservation is known by its derivation (unique in Crystal Forge),
+    and a view that named `id` would pin it against Crystal Forge's migrations.
+#}
 select
-    id::integer as reservation_id,
     worker_id::text as worker_id,
     derivation_id::integer as derivation_id,
     nixos_derivation_id::integer as nixos_derivation_id,
