@@ -219,7 +219,10 @@ EXPECTED_WARNINGS = {
         "select derivation_id, depends_on_derivation_id",
         {(1, 99001), (99002, 1001)},
     ),
-    "assert_reservations_reference_existing_derivations": ("select derivation_id", {(99003,), (1002,)}),
+    "assert_reservations_reference_existing_derivations": (
+        "select derivation_id",
+        {(99003,), (1002,)},
+    ),
     "assert_queued_systems_have_commits": ("select nixos_id", {(3,)}),
     "assert_queued_systems_have_names": ("select nixos_id", {(5,)}),
     "assert_reservations_are_complete": (

@@ -93,8 +93,7 @@ class Forge:
 
     def packages(self, system: int) -> list[int]:
         rows = self.sql(
-            "select depends_on_id from derivation_dependencies where derivation_id = %s"
-            " order by 1",
+            "select depends_on_id from derivation_dependencies where derivation_id = %s order by 1",
             [system],
         )
         return [package for (package,) in rows]
@@ -145,7 +144,9 @@ class Forge:
         )
 
     def heartbeat(self, worker: str) -> None:
-        self.sql("update build_reservations set heartbeat_at = now() where worker_id = %s", [worker])
+        self.sql(
+            "update build_reservations set heartbeat_at = now() where worker_id = %s", [worker]
+        )
 
     def wait(self, seconds: int) -> None:
         """Time passes: every timestamp moves ``seconds`` into the past."""
@@ -350,7 +351,17 @@ def test_package_level_protocol(forge_clean: Forge) -> None:
     assert forge.row(system) == (*ready, False, False)
     assert forge.claim(W1) == system  # the system's own build
     assert forge.row(system) == (
-        "building", 3, 3, 0, 0, 1, [W1], False, "waiting_for_cache_push", True, True
+        "building",
+        3,
+        3,
+        0,
+        0,
+        1,
+        [W1],
+        False,
+        "waiting_for_cache_push",
+        True,
+        True,
     )
     forge.finish(W1, system)
     assert forge.row(system) is None

@@ -49,7 +49,7 @@ TIME_INDEPENDENT = {
 """The example's sample, except the stale count (heartbeat ages grow as the session runs)."""
 
 
-def summarise(view_rows: list[dict[str, Any]]) -> dict[str, int]:
+def summarise(view_rows: list[dict[str, Any]]) -> dict[str, Any]:
     """What a sample must hold for these rows of the view, computed here independently."""
     return {
         "systems_queued": len(view_rows),
@@ -61,6 +61,10 @@ def summarise(view_rows: list[dict[str, Any]]) -> dict[str, int]:
         "packages_completed": sum(row["completed_packages"] for row in view_rows),
         "packages_cached": sum(row["cached_packages"] for row in view_rows),
         "active_workers": len({worker for row in view_rows for worker in row["worker_ids"]}),
+        "latest_heartbeat": max(
+            (row["latest_heartbeat"] for row in view_rows if row["latest_heartbeat"]),
+            default=None,
+        ),
     }
 
 

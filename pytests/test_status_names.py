@@ -40,6 +40,7 @@ CRYSTAL_FORGE_STATUSES = {
 NOT_IN_CRYSTAL_FORGE = {"scheduled": "dry-run-complete", "cache-push-failed": "failed"}
 MAPPING_LINE = (
     "queued = dry-run-complete 5 (scheduled: not in the table, skipped); "
+    "system build = build-pending 7, build-inprogress 8; "
     "build complete = build-complete 10; building = build-inprogress 8; "
     "cache pushed = cache-pushed 14"
 )
@@ -204,6 +205,7 @@ def test_a_missing_statuses_table_says_how_to_give_ids(
             vars={
                 "source_schema": renumbered,
                 "queued_system_status_ids": [5],
+                "system_build_status_ids": [7, 8],
                 "build_complete_status_id": 10,
                 "build_in_progress_status_id": 8,
                 "cache_pushed_status_id": 14,

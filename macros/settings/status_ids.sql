@@ -56,7 +56,7 @@
 
     {% set schema = setting('source_schema') %}
     {% set table_name = schema ~ '.derivation_statuses' %}
-    {% set fix_ids = "or give the ids explicitly, e.g. --vars '{queued_system_status_ids: [5], build_complete_status_id: 10, build_in_progress_status_id: 8, cache_pushed_status_id: 14}'" %}
+    {% set fix_ids = "or give the ids explicitly, e.g. --vars '{queued_system_status_ids: [5], system_build_status_ids: [7, 8], build_complete_status_id: 10, build_in_progress_status_id: 8, cache_pushed_status_id: 14}'" %}
     {% set relation = adapter.get_relation(database=target.database, schema=schema, identifier='derivation_statuses') %}
     {% if relation is none %}
         {{ exceptions.raise_compiler_error(
