@@ -45,7 +45,10 @@ last_seen as (
         queue_now.systems_queued,
         coalesce(
             greatest(queue_now.latest_heartbeat, history.latest_heartbeat),
-            case when history.started_at <= now() - settings.stall_threshold then history.started_at end
+            case
+                when history.started_at <= now() - settings.stall_threshold
+                    then history.started_at
+            end
         ) as worker_last_seen_at
     from queue_now
     cross join history

@@ -3,7 +3,8 @@
     departure_systems_being_built.
     A single select, without import CTEs, on purpose: doc single_select_models.
 #}
-{%- set queue_status_ids = setting('queued_system_status_ids') + setting('system_build_status_ids') %}
+{%- set queue_status_ids = setting('queued_system_status_ids')
+    + setting('system_build_status_ids') %}
 select
     derivations.derivation_id as nixos_id,
     derivations.derivation_name as system_name,
