@@ -12,7 +12,7 @@
     {% if missing %}
         {% set creates = [] %}
         {% for role in missing %}
-            {% do creates.append("psql -c 'create role " ~ (role if role == role | lower else adapter.quote(role)) ~ " login'") %}
+            {% do creates.append("psql -c 'create role " ~ adapter.quote(role) ~ " login'") %}
         {% endfor %}
         {{ exceptions.raise_compiler_error(
             "Reader role(s) " ~ (missing | join(', ')) ~ " (var view_reader_roles) do not exist on the "
@@ -28,6 +28,6 @@
 {# The roles of the list that do not exist on the server, one a row. #}
 {% macro missing_reader_roles_query(roles) %}
     select wanted.rolname
-    from unnest(array[{{ "'" ~ (roles | join("', '")) ~ "'" }}]::text[]) as wanted (rolname)
+    from unnest(array['{{ roles | map('replace', "'", "''") | join("', '") }}']::text[]) as wanted (rolname)
     where not exists (select 1 from pg_roles where pg_roles.rolname = wanted.rolname)
 {% endmacro %}
