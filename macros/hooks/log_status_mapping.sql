@@ -9,7 +9,7 @@
     {% if not execute or flags.WHICH not in ['run', 'build'] %}
         {{ return('') }}
     {% endif %}
-    {% if setting('load_fixtures') and adapter.get_relation(database=target.database, schema=setting('source_schema'), identifier='derivation_statuses') is none %}
+    {% if setting('load_fixtures') and missing_source_tables(['derivation_statuses']) %}
         {{ return('') }}
     {% endif %}
     {{ log(describe_status_mapping(resolve_statuses()), info=true) }}

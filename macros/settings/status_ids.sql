@@ -56,8 +56,8 @@
     {% set schema = setting('source_schema') %}
     {% set table_name = schema ~ '.derivation_statuses' %}
     {% set fix_ids = "or give the ids explicitly, e.g. --vars '{queued_system_status_ids: [5], build_complete_status_id: 10, build_in_progress_status_id: 8, cache_pushed_status_id: 14}'" %}
-    {% set relation = adapter.get_relation(database=target.database, schema=schema, identifier='derivation_statuses') %}
-    {% if relation is none %}
+    {% set relation = api.Relation.create(database=target.database, schema=schema, identifier='derivation_statuses') %}
+    {% if missing_source_tables(['derivation_statuses']) %}
         {{ exceptions.raise_compiler_error(
             "Cannot look up status ids: table " ~ table_name ~ " does not exist in database '"
             ~ target.database ~ "'. Fix: point var source_schema at the schema holding Crystal "
