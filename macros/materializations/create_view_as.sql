@@ -9,10 +9,22 @@
     three times through the (derivation_type, status_id) index: cheap, and the planner
     keeps seeing real column statistics. Only the CTEs dbt injects for
     ephemeral models (`__dbt__cte__<model>`) are rewritten; results are the same.
-    Overrides dbt's default__create_view_as for the postgres adapter.
+    Views are `security_barrier`: a reader's own functions in a `where` on the view see
+    only the view's rows, never the source rows its filters drop (the view runs with its
+    owner's rights). Leakproof operators (=, <, ... on ids, names, times) still push down.
+    Overrides dbt's default__create_view_as for the postgres adapter, statement for
+    statement but for the option and the rewrite.
 #}
 {% macro postgres__create_view_as(relation, sql) -%}
-    {{ return(default__create_view_as(relation, inline_ephemeral_ctes(sql))) }}
+    {%- set sql_header = config.get('sql_header', none) -%}
+    {{ sql_header if sql_header is not none }}
+    create view {{ relation.render() }} with (security_barrier)
+    {% if config.get('contract').enforced %}
+        {{ get_assert_columns_equivalent(sql) }}
+    {%- endif %}
+    as (
+        {{ inline_ephemeral_ctes(sql) }}
+    );
 {%- endmacro %}
 
 

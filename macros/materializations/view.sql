@@ -18,7 +18,8 @@
     - `adapter='postgres'` instead of `default`, so it overrides dbt's only for PostgreSQL;
     - after the intermediate view is created: the `if view_columns_are_kept(...)` branch
       (`create or replace view` on the target, then drop the intermediate); dbt's
-      rename-and-drop swap is the `else` branch, unchanged;
+      rename-and-drop swap is the `else` branch, unchanged; the branch's condition first
+      takes the existing view's lock with a bounded wait (lock_view), for both branches;
     - dbt's explanatory comments are left out.
     pytests/test_code_quality.py fails when an upgrade changes that file.
 #}
@@ -45,7 +46,7 @@
     {{ get_create_view_as_sql(intermediate_relation, sql) }}
   {%- endcall %}
 
-  {% if existing_relation is not none and existing_relation.is_view
+  {% if existing_relation is not none and existing_relation.is_view and lock_view(existing_relation)
         and view_columns_are_kept(existing_relation, intermediate_relation) %}
     {% call statement('replace_view_in_place') -%}
       {{ get_create_view_as_sql(target_relation, sql) | replace('create view', 'create or replace view', 1) }}
@@ -94,11 +95,11 @@
     select count(*) = 0 as columns_are_kept
     from pg_attribute as old_column
     left join pg_attribute as new_column
-        on new_column.attrelid = '{{ new }}'::regclass
+        on new_column.attrelid = {{ regclass(new) }}
         and old_column.attnum = new_column.attnum
         and not new_column.attisdropped
     where
-        old_column.attrelid = '{{ old }}'::regclass
+        old_column.attrelid = {{ regclass(old) }}
         and old_column.attnum > 0
         and not old_column.attisdropped
         and (
@@ -107,4 +108,54 @@
                 is distinct from format_type(old_column.atttypid, old_column.atttypmod)
             or new_column.attcollation is distinct from old_column.attcollation
         )
+{% endmacro %}
+
+
+{#
+    Takes the access exclusive lock that replacing (or renaming) the view needs, before
+    anything else in the deploy's transaction asks for it. A lock request queues behind
+    a reader's open transaction, and every later dashboard query queues behind the
+    request: so each try waits at most var view_replace_lock_timeout, then leaves the
+    queue, pauses as long, and tries again, 1 + view_replace_lock_retries times. When it
+    gives up it fails with one line naming the sessions that hold the view and the fix.
+    lock_timeout stays set for the rest of the transaction. Returns true (it sits in the
+    materialization's branch condition, so the rest stays dbt's statement for statement).
+#}
+{% macro lock_view(relation) %}
+    {% set timeout, tries = setting('view_replace_lock_timeout'), setting('view_replace_lock_retries') + 1 %}
+    {% set oid = run_query('select ' ~ regclass(relation) ~ '::oid').columns[0].values()[0] %}
+    {% call statement('lock_view') %}
+do $$
+declare
+    holders text;
+begin
+    perform set_config('lock_timeout', ceil(extract(epoch from interval '{{ timeout }}') * 1000)::text, true);
+    for attempt in 1..{{ tries }} loop
+        begin
+            execute format('lock table %s in access exclusive mode', {{ oid }}::regclass);
+            return;
+        exception when lock_not_available then
+            perform pg_sleep(extract(epoch from interval '{{ timeout }}') * (attempt < {{ tries }})::integer);
+        end;
+    end loop;
+    select string_agg(format(
+        'pid %s (user %s, application %L, %s for %s)', pid, usename, application_name, state,
+        date_trunc('second', clock_timestamp() - coalesce(xact_start, query_start))), '; ')
+    into holders
+    from pg_stat_activity
+    where pid in (select pid from pg_locks where relation = {{ oid }} and granted and pid <> pg_backend_pid());
+    raise exception using errcode = 'lock_not_available', message = format(
+        'Could not replace view %s: %s held it through %s tries of {{ timeout }} each (dashboards waited at most {{ timeout }} at a time). '
+        'Fix: end that transaction (select pg_terminate_backend(pid)), or set idle_in_transaction_session_timeout for its role, then deploy again.',
+        {{ oid }}::regclass, coalesce(holders, 'another session'), {{ tries }});
+end
+$$
+    {% endcall %}
+    {{ return(true) }}
+{% endmacro %}
+
+
+{# A relation as a regclass literal (quotes in its names doubled). #}
+{% macro regclass(relation) %}
+    {{ return("'" ~ (relation | string | replace("'", "''")) ~ "'::regclass") }}
 {% endmacro %}
