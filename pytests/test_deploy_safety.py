@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from buildqueue.database import Database
@@ -43,11 +44,20 @@ def deployed(
 def _deploy_under_a_held_reader(
     database: Database, project: DbtProject, reader_role: str, held: float, retries: int
 ) -> tuple[DbtOutcome, float, int]:
-    """Redeploy while a reader keeps a transaction open on the view for ``held`` seconds
-    and a dashboard queries it in a loop. Returns the outcome, the dashboard's slowest
-    query (s) and the reader's pid."""
+    """Redeploy while a reader keeps a transaction open on the view until ``held`` seconds
+    after the deploy first waits for the view's lock, and a dashboard queries it in a loop.
+    Returns the outcome, the dashboard's slowest query (s) and the reader's pid."""
     view = f'"{project.schema}".view_build_queue_status'
     stop, latencies = threading.Event(), [0.0]
+    waiting = "select exists (select from pg_locks where relation = %s::regclass and not granted)"
+
+    def release_after_the_deploy_waited(reader: psycopg.Connection) -> None:
+        with database.connect() as admin:
+            deadline = time.monotonic() + 60  # dbt's parse takes seconds; never hang here
+            while not admin.execute(waiting, [view]).fetchone()[0] and time.monotonic() < deadline:
+                time.sleep(0.02)
+        time.sleep(held)
+        reader.rollback()
 
     def dashboard() -> None:
         with database.connect(user=reader_role) as conn:
@@ -59,7 +69,7 @@ def _deploy_under_a_held_reader(
 
     with database.connect(user=reader_role, autocommit=False) as reader:
         reader.execute(f"select count(*) from {view}").fetchall()  # holds its lock from now
-        release = threading.Timer(held, reader.rollback)
+        release = threading.Thread(target=release_after_the_deploy_waited, args=(reader,))
         poller = threading.Thread(target=dashboard)
         release.start()
         poller.start()
