@@ -184,6 +184,7 @@ def test_a_hostile_schema_from_the_environment_is_refused_on_prod(
     outcome = dbtRunner(callbacks=[lambda event: messages.append(event.info.msg)]).invoke(
         ["run", "--select", "view_build_queue_status", "--target", "prod",
          "--project-dir", str(PROJECT_DIR), "--profiles-dir", str(tmp_path),
+         "--no-send-anonymous-usage-stats",
          "--vars", f"{{source_schema: {EXAMPLE_SCHEMA}}}"]
     )  # fmt: skip
     assert not outcome.success
