@@ -117,8 +117,8 @@
     a reader's open transaction, and every later dashboard query queues behind the
     request: so each try waits at most var view_replace_lock_timeout, then leaves the
     queue, pauses as long, and tries again, 1 + view_replace_lock_retries times. When it
-    gives up it fails with one line naming the sessions that hold the view and the fix.
-    lock_timeout stays set for the rest of the transaction. Returns true (it sits in the
+    gives up it fails with one line naming the sessions that held the view since before
+    the last try, and the fix. lock_timeout stays set for the rest of the transaction. Returns true (it sits in the
     materialization's branch condition, so the rest stays dbt's statement for statement).
 #}
 {% macro lock_view(relation) %}
@@ -127,10 +127,11 @@
     {% call statement('lock_view') %}
 do $$
 declare
-    holders text;
+    tried_at timestamptz;
 begin
     perform set_config('lock_timeout', ceil(extract(epoch from interval '{{ timeout }}') * 1000)::text, true);
     for attempt in 1..{{ tries }} loop
+        tried_at := clock_timestamp();
         begin
             execute format('lock table %s in access exclusive mode', {{ oid }}::regclass);
             return;
@@ -138,19 +139,26 @@ begin
             perform pg_sleep(extract(epoch from interval '{{ timeout }}') * (attempt < {{ tries }})::integer);
         end;
     end loop;
-    select string_agg(format(
-        'pid %s (user %s, application %L, %s for %s)', pid, usename, application_name, state,
-        date_trunc('second', clock_timestamp() - coalesce(xact_start, query_start))), '; ')
-    into holders
-    from pg_stat_activity
-    where pid in (select pid from pg_locks where relation = {{ oid }} and granted and pid <> pg_backend_pid());
-    raise exception using errcode = 'lock_not_available', message = format(
-        'Could not replace view %s: %s held it through %s tries of {{ timeout }} each (dashboards waited at most {{ timeout }} at a time). '
-        'Fix: end that transaction (select pg_terminate_backend(pid)), or set idle_in_transaction_session_timeout for its role, then deploy again.',
-        {{ oid }}::regclass, coalesce(holders, 'another session'), {{ tries }});
+    perform set_config('buildqueue.lock_holders', coalesce((
+        select string_agg(format(
+            'pid %s (user %s, application %L, %s for %s)', pid, usename, application_name, state,
+            date_trunc('second', clock_timestamp() - xact_start)), '; ' order by xact_start)
+        from pg_stat_activity
+        where xact_start < tried_at
+            and pid in (select pid from pg_locks where relation = {{ oid }} and granted and pid <> pg_backend_pid())
+    ), 'another session'), true);
 end
 $$
     {% endcall %}
+    {% set holders = run_query("select current_setting('buildqueue.lock_holders', true)").columns[0].values()[0] %}
+    {% if holders %}
+        {{ exceptions.raise_compiler_error(
+            "Could not replace view " ~ relation ~ ": " ~ holders ~ " held it through " ~ tries ~ " tries of "
+            ~ timeout ~ " each (dashboards waited at most " ~ timeout ~ " at a time; the old view still serves). "
+            ~ "Fix: end that transaction (select pg_terminate_backend(pid)), or set "
+            ~ "idle_in_transaction_session_timeout for its role, then deploy again."
+        ) }}
+    {% endif %}
     {{ return(true) }}
 {% endmacro %}
 
