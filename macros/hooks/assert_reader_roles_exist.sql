@@ -1,8 +1,4 @@
-{#
-    on-run-start check for run and build: every role in var view_reader_roles exists, so a
-    missing Grafana role stops the run with the `create role` line to run, before any
-    model is built, instead of failing the view's grant with PostgreSQL's raw error.
-#}
+{# on-run-start: a missing reader role stops the run with the `create role` line to run. #}
 {% macro assert_reader_roles_exist() %}
     {% set roles = setting('view_reader_roles') %}
     {% if not execute or flags.WHICH not in ['run', 'build'] or not roles %}

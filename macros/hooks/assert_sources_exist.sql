@@ -1,10 +1,4 @@
-{#
-    on-run-start check: every source table the view reads exists, so a wrong
-    source_schema or a database without Crystal Forge's tables fails with one message
-    that says how to fix it instead of a "relation does not exist" from deep in a view.
-    Skipped when the example fixtures are being loaded (they create the tables) and for
-    commands that never touch the sources.
-#}
+{# on-run-start: a missing source table stops the run with one message and the fix. #}
 {% macro assert_sources_exist() %}
     {% if not execute or flags.WHICH not in ['run', 'build', 'test'] or setting('load_fixtures') %}
         {{ return('') }}

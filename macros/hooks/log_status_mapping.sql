@@ -1,10 +1,4 @@
-{#
-    on-run-start: resolves the statuses once before anything compiles, so a name that does
-    not resolve stops the run with one message, and prints the mapping in one line.
-    For run and build only (other commands resolve the statuses when they compile a model
-    that needs them), and skipped while the example fixtures are loaded into an empty
-    schema (the statuses table arrives with them).
-#}
+{# on-run-start (run, build): resolves the statuses once and prints the mapping in one line. #}
 {% macro log_status_mapping() %}
     {% if not execute or flags.WHICH not in ['run', 'build'] %}
         {{ return('') }}

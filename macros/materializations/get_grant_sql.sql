@@ -1,8 +1,4 @@
-{#
-    dbt-postgres' grant statement writes grantees unquoted, so PostgreSQL folds
-    Grafana_Reader to grafana_reader, while dbt's revoke and the USAGE grant
-    (grant_schema_usage) quote them. Here every grantee is double-quoted as well.
-#}
+{# dbt-postgres writes grantees bare (Grafana_Reader became grafana_reader): quote them, as revoke does. #}
 {% macro postgres__get_grant_sql(relation, privilege, grantees) %}
     {%- set quoted = [] -%}
     {%- for grantee in grantees -%}

@@ -1,26 +1,10 @@
 {#
-    dbt's view materialization for PostgreSQL, changed in one place: when the view already
-    exists and the new query keeps its columns (same names, order, types and collations;
-    new columns may only be added at the end), the view is replaced in place with
-    `create or replace view` instead of being swapped for a new one. The swap renames the
-    old view away and drops it with `cascade`, which silently drops every view someone
-    built on top of ours; replacing in place keeps them. Either way it happens in one
-    transaction, so dashboards never see the view missing. When the columns do change
-    incompatibly, PostgreSQL cannot replace in place, and this falls back to dbt's swap
-    (dependent views are then dropped, as with stock dbt; docs/production.md).
-    The new query is always created first as the intermediate view, so it is checked and
-    its column types are known before anything is replaced.
-
-    Follows dbt-adapters 1.24.5 (installed with dbt-postgres 1.11.0, which has no view
-    materialization of its own), file
-    dbt/include/global_project/macros/materializations/models/view.sql
-    (`materialization view, default`), statement for statement. What differs:
-    - `adapter='postgres'` instead of `default`, so it overrides dbt's only for PostgreSQL;
-    - after the intermediate view is created: the `if view_columns_are_kept(...)` branch
-      (`create or replace view` on the target, then drop the intermediate); dbt's
-      rename-and-drop swap is the `else` branch, unchanged; the branch's condition first
-      takes the existing view's lock with a bounded wait (lock_view), for both branches;
-    - dbt's explanatory comments are left out.
+    dbt's view materialization for PostgreSQL: dbt-adapters 1.24.5 (with dbt-postgres 1.11.0)
+    dbt/include/global_project/macros/materializations/models/view.sql, statement for
+    statement (`adapter='postgres'`, dbt's comments left out) but for one branch after the
+    intermediate view is created: lock_view takes the live view's lock with a bounded
+    wait, then, when view_columns_are_kept, `create or replace view` in place, so views
+    built on ours survive; else dbt's swap, unchanged (docs/production.md section 4).
     pytests/test_code_quality.py fails when an upgrade changes that file.
 #}
 {%- materialization view, adapter='postgres' -%}
@@ -80,11 +64,7 @@
 {%- endmaterialization -%}
 
 
-{#
-    Whether `create or replace view old` with new's query is allowed: every column of old
-    is in new at the same position, with the same name, type (with modifiers) and
-    collation. new may have more columns, at the end.
-#}
+{# Whether `create or replace view old` with new's query is allowed (_macros.yml). #}
 {% macro view_columns_are_kept(old, new) %}
     {{ return(run_query(view_columns_are_kept_query(old, new)).columns[0].values()[0]) }}
 {% endmacro %}
@@ -112,14 +92,8 @@
 
 
 {#
-    Takes the access exclusive lock that replacing (or renaming) the view needs, before
-    anything else in the deploy's transaction asks for it. A lock request queues behind
-    a reader's open transaction, and every later dashboard query queues behind the
-    request: so each try waits at most var view_replace_lock_timeout, then leaves the
-    queue, pauses as long, and tries again, 1 + view_replace_lock_retries times. When it
-    gives up it fails with one line naming the sessions that held the view since before
-    the last try, and the fix. lock_timeout stays set for the rest of the transaction. Returns true (it sits in the
-    materialization's branch condition, so the rest stays dbt's statement for statement).
+    Each try waits at most view_replace_lock_timeout: dashboards queue behind a waiting
+    lock request, so this bounds their stall (_macros.yml: lock_view). Returns true.
 #}
 {% macro lock_view(relation) %}
     {% set timeout, tries = setting('view_replace_lock_timeout'), setting('view_replace_lock_retries') + 1 %}

@@ -1,12 +1,6 @@
 {#
-    dbt run-operation pause_view_for_upgrade --target prod
-    Before a Crystal Forge migration that drops, renames or retypes a column the view
-    reads (PostgreSQL refuses those while a view depends on the column): redefines the
-    view in place as a placeholder with the same columns (names, types, collations) that
-    reads no table, so the migration goes through, while the view keeps its grants and the
-    views built on top of it. Its lock is taken as a deploy takes it (lock_view). Every query on the paused view fails with a message saying
-    why and what to run; nothing reads as an empty queue. `dbt build` after the upgrade
-    puts the real query back in place (macros/materializations/view.sql).
+    dbt run-operation pause_view_for_upgrade --target prod: the view reads no table until
+    the next dbt build, keeping its columns, grants and dependent views (_macros.yml).
 #}
 {% macro pause_view_for_upgrade() %}
     {% set view = adapter.get_relation(database=target.database, schema=target.schema, identifier='view_build_queue_status') %}

@@ -1,9 +1,6 @@
 {#
-    Models go to the target's schema. Seeds (the example fixtures) go to var source_schema,
-    because their post-hook publishes them as the very tables the sources read. dbt names
-    every node through here while it parses, before it creates any schema, so every
-    schema name (source_schema, the target's BUILDQUEUE_SCHEMA, the data tests'
-    BUILDQUEUE_AUDIT_SCHEMA) is checked here by identifier(), for every command.
+    Models go to the target's schema, seeds to source_schema. dbt names every node here
+    while parsing, before it creates a schema: so every schema name is checked here.
 #}
 {% macro generate_schema_name(custom_schema_name, node) %}
     {%- set source_schema = setting('source_schema') -%}

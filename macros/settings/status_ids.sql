@@ -1,11 +1,4 @@
-{#
-    Statuses by name. Crystal Forge databases do not all number their statuses alike (the
-    spec's 6 build-complete is 10 in Crystal Forge, where 12 is build-failed), so the
-    vars name the statuses and the ids come from the target database's own
-    derivation_statuses when dbt compiles. The view still compares literal ids, which
-    keeps the planner's estimates (a join to derivation_statuses would hide them).
-    Names match without case or punctuation: build-inprogress = BuildInProgress.
-#}
+{# Statuses by name (Crystal Forge numbers them per database); see resolve_statuses in _macros.yml. #}
 
 {# The status roles: the id setting the SQL reads -> the var naming its status(es). #}
 {% macro status_roles() %}

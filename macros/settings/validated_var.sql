@@ -1,10 +1,6 @@
 {#
-    A project var checked against its documented form: the raw reader behind setting()
-    (setting.sql). `forms` is the list of known settings; pytests/test_one_home.py checks
-    it against the vars of dbt_project.yml. A list form checks each item with the item's
-    form. Names (schemas, roles) follow the one rule of identifier.sql. Intervals must be
-    longer than zero and at most 100 years (PostgreSQL's own limits give raw errors
-    naming no var long before a timestamp minus the interval would overflow).
+    A project var checked against its form (_macros.yml: validated_var); `forms` lists the
+    known settings (pytests/test_one_home.py checks it against dbt_project.yml).
 #}
 {% macro validated_var(name, check_pair=true) %}
     {% set forms = {
