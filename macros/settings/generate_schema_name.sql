@@ -1,9 +1,12 @@
 {#
     Models go to the target's schema, seeds to source_schema. dbt names every node here
-    while parsing, before it creates a schema: so every schema name is checked here.
+    while parsing, before it creates a schema: so every schema name (and the database
+    name, which dbt writes quoted into every relation) is checked here.
 #}
 {% macro generate_schema_name(custom_schema_name, node) %}
     {%- set source_schema = setting('source_schema') -%}
+    {%- do identifier(target.database, "the database of target '" ~ target.name ~ "' (env var PGDATABASE)",
+        "set PGDATABASE to the database's name, e.g. PGDATABASE=crystal_forge") -%}
     {%- if node.resource_type == 'seed' -%}
         {{ source_schema }}
     {%- elif custom_schema_name is none -%}
