@@ -28,7 +28,7 @@ def test_a_missing_reader_role_stops_the_build_with_the_create_role_line(
         project.invoke("build", vars={"view_reader_roles": [role]})
     message = str(raised.value)
     assert f"Reader role(s) {role} (var view_reader_roles) do not exist" in message, message
-    assert f"Fix: create them first, e.g. psql -c 'create role {role} login'" in message
+    assert f"Fix: create them first, e.g. psql -c 'create role \"{role}\" login'" in message
     assert message.count("Fix:") == 1 and "Traceback" not in message
     with database.connect() as conn:  # stopped before the view was built
         view = conn.execute("select to_regclass(%s)", [f"{schema}.view_build_queue_status"])

@@ -1,12 +1,4 @@
-{#
-    on-run-start check: refuse to write to a read-only standby (a streaming replica).
-    The view, its grants and everything else dbt creates reach every replica by
-    replication from the primary; written to a standby they would fail anyway, but only
-    after dbt had started, with PostgreSQL's "cannot execute CREATE VIEW in a read-only
-    transaction". One message instead, with the fix (docs/replicas.md). dbt test is
-    refused too: its unit tests create tables (they fail on a standby), and the view's
-    data tests belong where the view is deployed.
-#}
+{# on-run-start: refuse a read-only standby before dbt writes anything (docs/replicas.md). #}
 {% macro assert_not_standby() %}
     {% if not execute or flags.WHICH not in ['run', 'build', 'seed', 'snapshot', 'test'] %}
         {{ return('') }}

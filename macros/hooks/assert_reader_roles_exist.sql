@@ -1,8 +1,4 @@
-{#
-    on-run-start check for run and build: every role in var view_reader_roles exists, so a
-    missing Grafana role stops the run with the `create role` line to run, before any
-    model is built, instead of failing the view's grant with PostgreSQL's raw error.
-#}
+{# on-run-start: a missing reader role stops the run with the `create role` line to run. #}
 {% macro assert_reader_roles_exist() %}
     {% set roles = setting('view_reader_roles') %}
     {% if not execute or flags.WHICH not in ['run', 'build'] or not roles %}
@@ -12,7 +8,7 @@
     {% if missing %}
         {% set creates = [] %}
         {% for role in missing %}
-            {% do creates.append("psql -c 'create role " ~ (role if role == role | lower else adapter.quote(role)) ~ " login'") %}
+            {% do creates.append("psql -c 'create role " ~ adapter.quote(role) ~ " login'") %}
         {% endfor %}
         {{ exceptions.raise_compiler_error(
             "Reader role(s) " ~ (missing | join(', ')) ~ " (var view_reader_roles) do not exist on the "
@@ -28,6 +24,6 @@
 {# The roles of the list that do not exist on the server, one a row. #}
 {% macro missing_reader_roles_query(roles) %}
     select wanted.rolname
-    from unnest(array[{{ "'" ~ (roles | join("', '")) ~ "'" }}]::text[]) as wanted (rolname)
+    from unnest(array['{{ roles | map('replace', "'", "''") | join("', '") }}']::text[]) as wanted (rolname)
     where not exists (select 1 from pg_roles where pg_roles.rolname = wanted.rolname)
 {% endmacro %}

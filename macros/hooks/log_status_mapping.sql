@@ -1,15 +1,9 @@
-{#
-    on-run-start: resolves the statuses once before anything compiles, so a name that does
-    not resolve stops the run with one message, and prints the mapping in one line.
-    For run and build only (other commands resolve the statuses when they compile a model
-    that needs them), and skipped while the example fixtures are loaded into an empty
-    schema (the statuses table arrives with them).
-#}
+{# on-run-start (run, build): resolves the statuses once and prints the mapping in one line. #}
 {% macro log_status_mapping() %}
     {% if not execute or flags.WHICH not in ['run', 'build'] %}
         {{ return('') }}
     {% endif %}
-    {% if setting('load_fixtures') and adapter.get_relation(database=target.database, schema=setting('source_schema'), identifier='derivation_statuses') is none %}
+    {% if setting('load_fixtures') and missing_source_tables(['derivation_statuses']) %}
         {{ return('') }}
     {% endif %}
     {{ log(describe_status_mapping(resolve_statuses()), info=true) }}

@@ -1,18 +1,18 @@
 {#
-    Views in this project inline the ephemeral models' CTEs (`as not materialized`).
-    PostgreSQL materializes a CTE that a query references more than once, and the
-    ephemeral stg_crystal_forge__derivations is referenced twice in the published view
-    (queued systems, package statuses): materialized, every refresh copied the whole
-    derivations table (finished history included) into a tuplestore, with no index usable
-    on it. Inlined, each reference is planned against the table, its indexes and its
-    statistics. int_systems_filtered_to_queue (one row per queued system) is then read
-    three times through the (derivation_type, status_id) index: cheap, and the planner
-    keeps seeing real column statistics. Only the CTEs dbt injects for
-    ephemeral models (`__dbt__cte__<model>`) are rewritten; results are the same.
-    Overrides dbt's default__create_view_as for the postgres adapter.
+    dbt's create view, with the ephemeral CTEs inlined (`as not materialized`: PostgreSQL
+    would copy the whole derivations table for a CTE read twice) and `security_barrier`
+    (a reader's own functions see only the view's rows). _macros.yml says more.
 #}
 {% macro postgres__create_view_as(relation, sql) -%}
-    {{ return(default__create_view_as(relation, inline_ephemeral_ctes(sql))) }}
+    {%- set sql_header = config.get('sql_header', none) -%}
+    {{ sql_header if sql_header is not none }}
+    create view {{ relation.render() }} with (security_barrier)
+    {% if config.get('contract').enforced %}
+        {{ get_assert_columns_equivalent(sql) }}
+    {%- endif %}
+    as (
+        {{ inline_ephemeral_ctes(sql) }}
+    );
 {%- endmacro %}
 
 

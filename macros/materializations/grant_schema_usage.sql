@@ -1,10 +1,4 @@
-{#
-    Post-hook of the published view: lets each role in var view_reader_roles look up
-    objects in the view's schema. `grants` gives SELECT on the view itself; without
-    USAGE on its schema a role still cannot name the view. Nothing else is granted:
-    the view's owner reads the source tables on the readers' behalf, so a reader needs
-    no privilege on them.
-#}
+{# Post-hook of the view: USAGE on its schema for view_reader_roles (SELECT comes from `grants`). #}
 {% macro grant_schema_usage(relation) %}
     {%- set statements = [] -%}
     {%- for role in setting('view_reader_roles') -%}

@@ -1,11 +1,4 @@
-{#
-    Custom incremental strategy `insert_or_skip`: insert the new rows, skip every row whose
-    unique key is already in the table. `on conflict ... do nothing` makes it safe against
-    a concurrent run of the same model: the second insert of a key waits for the first
-    run's transaction, then skips the row instead of failing or duplicating it (dbt's
-    delete+insert would fail on the unique index, and without one would duplicate).
-    Needs a unique index or primary key on exactly the unique_key columns.
-#}
+{# Incremental strategy insert_or_skip: `on conflict do nothing`, safe against a concurrent run. #}
 {% macro get_incremental_insert_or_skip_sql(arg_dict) %}
     {%- set unique_key = arg_dict['unique_key'] -%}
     {%- if not unique_key -%}

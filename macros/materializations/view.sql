@@ -1,25 +1,10 @@
 {#
-    dbt's view materialization for PostgreSQL, changed in one place: when the view already
-    exists and the new query keeps its columns (same names, order, types and collations;
-    new columns may only be added at the end), the view is replaced in place with
-    `create or replace view` instead of being swapped for a new one. The swap renames the
-    old view away and drops it with `cascade`, which silently drops every view someone
-    built on top of ours; replacing in place keeps them. Either way it happens in one
-    transaction, so dashboards never see the view missing. When the columns do change
-    incompatibly, PostgreSQL cannot replace in place, and this falls back to dbt's swap
-    (dependent views are then dropped, as with stock dbt; docs/production.md).
-    The new query is always created first as the intermediate view, so it is checked and
-    its column types are known before anything is replaced.
-
-    Follows dbt-adapters 1.24.5 (installed with dbt-postgres 1.11.0, which has no view
-    materialization of its own), file
-    dbt/include/global_project/macros/materializations/models/view.sql
-    (`materialization view, default`), statement for statement. What differs:
-    - `adapter='postgres'` instead of `default`, so it overrides dbt's only for PostgreSQL;
-    - after the intermediate view is created: the `if view_columns_are_kept(...)` branch
-      (`create or replace view` on the target, then drop the intermediate); dbt's
-      rename-and-drop swap is the `else` branch, unchanged;
-    - dbt's explanatory comments are left out.
+    dbt's view materialization for PostgreSQL: dbt-adapters 1.24.5 (with dbt-postgres 1.11.0)
+    dbt/include/global_project/macros/materializations/models/view.sql, statement for
+    statement (`adapter='postgres'`, dbt's comments left out) but for one branch after the
+    intermediate view is created: lock_view takes the live view's lock with a bounded
+    wait, then, when view_columns_are_kept, `create or replace view` in place, so views
+    built on ours survive; else dbt's swap, unchanged (docs/production.md section 4).
     pytests/test_code_quality.py fails when an upgrade changes that file.
 #}
 {%- materialization view, adapter='postgres' -%}
@@ -45,7 +30,7 @@
     {{ get_create_view_as_sql(intermediate_relation, sql) }}
   {%- endcall %}
 
-  {% if existing_relation is not none and existing_relation.is_view
+  {% if existing_relation is not none and existing_relation.is_view and lock_view(existing_relation)
         and view_columns_are_kept(existing_relation, intermediate_relation) %}
     {% call statement('replace_view_in_place') -%}
       {{ get_create_view_as_sql(target_relation, sql) | replace('create view', 'create or replace view', 1) }}
@@ -79,11 +64,7 @@
 {%- endmaterialization -%}
 
 
-{#
-    Whether `create or replace view old` with new's query is allowed: every column of old
-    is in new at the same position, with the same name, type (with modifiers) and
-    collation. new may have more columns, at the end.
-#}
+{# Whether `create or replace view old` with new's query is allowed (_macros.yml). #}
 {% macro view_columns_are_kept(old, new) %}
     {{ return(run_query(view_columns_are_kept_query(old, new)).columns[0].values()[0]) }}
 {% endmacro %}
@@ -94,11 +75,11 @@
     select count(*) = 0 as columns_are_kept
     from pg_attribute as old_column
     left join pg_attribute as new_column
-        on new_column.attrelid = '{{ new }}'::regclass
+        on new_column.attrelid = {{ regclass(new) }}
         and old_column.attnum = new_column.attnum
         and not new_column.attisdropped
     where
-        old_column.attrelid = '{{ old }}'::regclass
+        old_column.attrelid = {{ regclass(old) }}
         and old_column.attnum > 0
         and not old_column.attisdropped
         and (
@@ -107,4 +88,56 @@
                 is distinct from format_type(old_column.atttypid, old_column.atttypmod)
             or new_column.attcollation is distinct from old_column.attcollation
         )
+{% endmacro %}
+
+
+{#
+    Each try waits at most view_replace_lock_timeout: dashboards queue behind a waiting
+    lock request, so this bounds their stall (_macros.yml: lock_view). Returns true.
+#}
+{% macro lock_view(relation) %}
+    {% set timeout, tries = setting('view_replace_lock_timeout'), setting('view_replace_lock_retries') + 1 %}
+    {% set oid = run_query('select ' ~ regclass(relation) ~ '::oid').columns[0].values()[0] %}
+    {% call statement('lock_view') %}
+do $$
+declare
+    tried_at timestamptz;
+begin
+    perform set_config('lock_timeout', ceil(extract(epoch from interval '{{ timeout }}') * 1000)::text, true);
+    for attempt in 1..{{ tries }} loop
+        tried_at := clock_timestamp();
+        begin
+            execute format('lock table %s in access exclusive mode', {{ oid }}::regclass);
+            return;
+        exception when lock_not_available then
+            perform pg_sleep(extract(epoch from interval '{{ timeout }}') * (attempt < {{ tries }})::integer);
+        end;
+    end loop;
+    perform set_config('buildqueue.lock_holders', coalesce((
+        select string_agg(format(
+            'pid %s (user %s, application %L, %s for %s)', pid, usename, application_name, state,
+            date_trunc('second', clock_timestamp() - xact_start)), '; ' order by xact_start)
+        from pg_stat_activity
+        where xact_start < tried_at
+            and pid in (select pid from pg_locks where relation = {{ oid }} and granted and pid <> pg_backend_pid())
+    ), 'another session'), true);
+end
+$$
+    {% endcall %}
+    {% set holders = run_query("select current_setting('buildqueue.lock_holders', true)").columns[0].values()[0] %}
+    {% if holders %}
+        {{ exceptions.raise_compiler_error(
+            "Could not replace view " ~ relation ~ ": " ~ holders ~ " held it through " ~ tries ~ " tries of "
+            ~ timeout ~ " each (dashboards waited at most " ~ timeout ~ " at a time; the old view still serves). "
+            ~ "Fix: end that transaction (select pg_terminate_backend(pid)), or set "
+            ~ "idle_in_transaction_session_timeout for its role, then deploy again."
+        ) }}
+    {% endif %}
+    {{ return(true) }}
+{% endmacro %}
+
+
+{# A relation as a regclass literal (quotes in its names doubled). #}
+{% macro regclass(relation) %}
+    {{ return("'" ~ (relation | string | replace("'", "''")) ~ "'::regclass") }}
 {% endmacro %}

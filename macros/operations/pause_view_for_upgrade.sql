@@ -1,12 +1,6 @@
 {#
-    dbt run-operation pause_view_for_upgrade --target prod
-    Before a Crystal Forge migration that drops, renames or retypes a column the view
-    reads (PostgreSQL refuses those while a view depends on the column): redefines the
-    view in place as a placeholder with the same columns (names, types, collations) that
-    reads no table, so the migration goes through, while the view keeps its grants and the
-    views built on top of it. Every query on the paused view fails with a message saying
-    why and what to run; nothing reads as an empty queue. `dbt build` after the upgrade
-    puts the real query back in place (macros/materializations/view.sql).
+    dbt run-operation pause_view_for_upgrade --target prod: the view reads no table until
+    the next dbt build, keeping its columns, grants and dependent views (_macros.yml).
 #}
 {% macro pause_view_for_upgrade() %}
     {% set view = adapter.get_relation(database=target.database, schema=target.schema, identifier='view_build_queue_status') %}
@@ -21,6 +15,7 @@
         ) %}
     {% endfor %}
     {% set message = 'view_build_queue_status is paused for a Crystal Forge upgrade (dbt run-operation pause_view_for_upgrade). Fix: run dbt build once the upgrade is done.' %}
+    {% do lock_view(view) %}
     {% call statement('pause_view_for_upgrade', auto_begin=true) %}
         {{ paused_view_sql(view, columns, message) }}
     {% endcall %}
@@ -38,7 +33,7 @@
     left join pg_collation as column_collation
         on view_column.attcollation = column_collation.oid
     where
-        view_column.attrelid = '{{ view }}'::regclass
+        view_column.attrelid = {{ regclass(view) }}
         and view_column.attnum > 0
         and not view_column.attisdropped
     order by view_column.attnum
@@ -50,7 +45,7 @@
     every query (text is no integer), with the message in the error.
 #}
 {% macro paused_view_sql(view, columns, message) %}
-    create or replace view {{ view }} as
+    create or replace view {{ view }} with (security_barrier) as
     select
         {{ columns | join(',\n        ') }}
     where {{ "'" ~ message ~ "'" }}::text::integer is not null

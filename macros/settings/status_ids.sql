@@ -1,11 +1,4 @@
-{#
-    Statuses by name. Crystal Forge databases do not all number their statuses alike (the
-    spec's 6 build-complete is 10 in Crystal Forge, where 12 is build-failed), so the
-    vars name the statuses and the ids come from the target database's own
-    derivation_statuses when dbt compiles. The view still compares literal ids, which
-    keeps the planner's estimates (a join to derivation_statuses would hide them).
-    Names match without case or punctuation: build-inprogress = BuildInProgress.
-#}
+{# Statuses by name (Crystal Forge numbers them per database); see resolve_statuses in _macros.yml. #}
 
 {# The status roles: the id setting the SQL reads -> the var naming its status(es). #}
 {% macro status_roles() %}
@@ -57,8 +50,8 @@
     {% set schema = setting('source_schema') %}
     {% set table_name = schema ~ '.derivation_statuses' %}
     {% set fix_ids = "or give the ids explicitly, e.g. --vars '{queued_system_status_ids: [5], system_build_status_ids: [7, 8], build_complete_status_id: 10, build_in_progress_status_id: 8, cache_pushed_status_id: 14}'" %}
-    {% set relation = adapter.get_relation(database=target.database, schema=schema, identifier='derivation_statuses') %}
-    {% if relation is none %}
+    {% set relation = api.Relation.create(database=target.database, schema=schema, identifier='derivation_statuses') %}
+    {% if missing_source_tables(['derivation_statuses']) %}
         {{ exceptions.raise_compiler_error(
             "Cannot look up status ids: table " ~ table_name ~ " does not exist in database '"
             ~ target.database ~ "'. Fix: point var source_schema at the schema holding Crystal "
