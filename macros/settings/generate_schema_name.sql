@@ -1,13 +1,15 @@
 {#
-    Models go to the target's schema, seeds to source_schema. dbt names every node here
-    while parsing, before it creates a schema: so every schema name (and the database
-    name, which dbt writes quoted into every relation) is checked here.
+    Models and other seeds go to the target's schema. The example fixtures (seeds/example)
+    go to var source_schema, because their post-hook publishes them as the very tables the
+    sources read.
+    dbt names every node here while parsing, before it creates a schema: so every schema
+    name (and the database name, which dbt writes quoted into every relation) is checked here.
 #}
 {% macro generate_schema_name(custom_schema_name, node) %}
     {%- set source_schema = setting('source_schema') -%}
     {%- do identifier(target.database, "the database of target '" ~ target.name ~ "' (env var PGDATABASE)",
         "set PGDATABASE to the database's name, e.g. PGDATABASE=crystal_forge") -%}
-    {%- if node.resource_type == 'seed' -%}
+    {%- if node.resource_type == 'seed' and node.fqn[1] == 'example' -%}
         {{ source_schema }}
     {%- elif custom_schema_name is none -%}
         {{ identifier(target.schema, "the schema of target '" ~ target.name ~ "' (env var BUILDQUEUE_SCHEMA in profiles.yml)",

@@ -10,9 +10,8 @@
     grafana_checks   -- the Grafana files' wiring, and their panel and alert queries run
     transformations  -- the panels' transformations in Grafana's own code (@grafana/data),
                         in headless Chromium (browser: Selenium on Debian's chromium)
-    docs_site        -- dbt docs generated and checked for undocumented models and columns
+    docs_site        -- dbt docs generated for the docs site tests
     analyses         -- the analyses compiled by dbt
     cli_process      -- the `buildqueue` command in a process of its own, as a shell runs it
     dsn_run          -- part of the suite through the DSN backend (the leftovers check)
-    sql_lint         -- sqlfluff over the SQL, and over what the macros return (macro_sql.sql)
 """
