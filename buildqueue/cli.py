@@ -1,7 +1,7 @@
 """The `buildqueue` command: the demo (main job), builds and the test suite.
 
     buildqueue demo [--watch N]    start the database, load the example, build, print the view
-    buildqueue build [--fixtures]  dbt build (models, data tests, unit tests)
+    buildqueue build [--fixtures] [--vars Y]  dbt build (models, data tests, unit tests)
     buildqueue dbt ARGS...         any dbt command against the chosen database
     buildqueue show [--watch N]    print the view as it is (no build)
     buildqueue view-sql [--vars Y] print the view's create-or-replace statement (migrations)
@@ -17,6 +17,7 @@ $BUILDQUEUE_DATABASE or embedded) and --target (dev | ci | prod).
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import time
@@ -24,13 +25,26 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import yaml
 
-from buildqueue.database import Database, DatabaseError, open_database
+from buildqueue.database import (
+    ConnectionFailed,
+    Database,
+    DatabaseError,
+    check_identifier,
+    deadline,
+    open_database,
+    timeout_seconds,
+)
 from buildqueue.dbt import DbtError, DbtProject
 from buildqueue.paths import PROJECT_DIR
+from buildqueue.repeat import every
 from buildqueue.report import fetch_rows, print_rows
-from buildqueue.sampler import SAMPLE_MODEL, SampleError, check_every, sample_every, take_sample
+from buildqueue.sampler import SAMPLE_MODEL, SampleError, check_every, take_sample
+
+SCHEMA_ENV = "BUILDQUEUE_SCHEMA"
+"""The schema profiles.yml.example builds in (an identifier: checked before dbt runs)."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -44,6 +58,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--watch", type=float, metavar="N", help="refresh every N seconds")
     build = sub.add_parser("build", parents=[common], help="dbt build")
     build.add_argument("--fixtures", action="store_true", help="load the example fixtures")
+    build.add_argument("--vars", help="dbt vars as YAML, e.g. '{source_schema: public}'")
     show = sub.add_parser("show", parents=[common], help="print the view (no build)")
     show.add_argument("--watch", type=float, metavar="N", help="refresh every N seconds")
     view_sql = sub.add_parser(
@@ -79,26 +94,35 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def show_view(db: Database, schema: str, watch: float | None) -> None:
-    """Print the view once, or every `watch` seconds until Ctrl-C."""
-    with db.connect() as conn:
-        if not watch:
-            print_rows(fetch_rows(conn, schema))
-            return
-        if watch <= 0:
-            raise SystemExit("error: --watch needs a positive number of seconds")
+def show_view(db: Database, schema: str, watch: float | None, target: str = "dev") -> None:
+    """Print the view once, or every ``watch`` seconds until Ctrl-C (surviving restarts)."""
+    if watch is None:
+        with db.connect() as conn:
+            print_rows(fetch_rows(conn, schema, target))
+        return
+    if watch <= 0:
+        raise DatabaseError("--watch needs a positive number of seconds, e.g. --watch 5")
+    timeout = timeout_seconds()
+    options = f"-c statement_timeout={int(timeout * 1000)}"
+    held: list[psycopg.Connection] = []
+
+    def refresh() -> None:
+        if not held or held[0].closed:
+            held[:] = [db.connect(options=options, application_name="buildqueue show")]
         try:
-            while True:
-                rows = fetch_rows(conn, schema)
-                sys.stdout.write("\033[2J\033[H" if sys.stdout.isatty() else "\n")
-                print(
-                    f"view_build_queue_status at {time.strftime('%H:%M:%S')} "
-                    f"(every {watch:g}s, Ctrl-C to stop)"
-                )
-                print_rows(rows)
-                time.sleep(watch)
-        except KeyboardInterrupt:
-            print("\nstopped.")
+            with deadline(held[0], timeout + 5):
+                rows = fetch_rows(held[0], schema, target)
+        except ConnectionFailed:
+            held.pop().close()
+            raise
+        sys.stdout.write("\033[2J\033[H" if sys.stdout.isatty() else "\n")
+        print(
+            f"view_build_queue_status at {time.strftime('%H:%M:%S')} "
+            f"(every {watch:g}s, Ctrl-C to stop)"
+        )
+        print_rows(rows)
+
+    every(watch, refresh, "show")
 
 
 def _parse_vars(text: str | None) -> dict[str, Any] | None:
@@ -118,57 +142,52 @@ def _parse_vars(text: str | None) -> dict[str, Any] | None:
     return value
 
 
-def sample_queue(project: DbtProject, every: float | None, vars_text: str | None) -> int:
-    """`buildqueue sample`: one sample, or one every `every` seconds until Ctrl-C."""
+def sample_queue(project: DbtProject, every_seconds: float | None, vars_text: str | None) -> int:
+    """`buildqueue sample`: one sample, or one every ``every_seconds`` until Ctrl-C."""
     vars = _parse_vars(vars_text)
-    if every is None:
+    if every_seconds is None:
         print(take_sample(project, vars).describe())
         return 0
-    check_every(every)  # before the "sampling ..." line
+    check_every(every_seconds)  # before the "sampling ..." line
     print(
-        f"sampling {project.view_schema()}.{SAMPLE_MODEL} every {every:g}s (Ctrl-C to stop)",
+        f"sampling {project.view_schema()}.{SAMPLE_MODEL} every {every_seconds:g}s "
+        "(Ctrl-C to stop)",
         file=sys.stderr,
     )
-    try:
-        sample_every(project, every, vars)
-    except KeyboardInterrupt:
-        print("\nstopped.")
+    every(every_seconds, lambda: print(take_sample(project, vars).describe(), flush=True), "sample")
     return 0
+
+
+def _terminate(_signum: int, _frame: object) -> None:
+    raise SystemExit(143)  # unwinds like Ctrl-C: the embedded server and temp files go
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one `buildqueue` command; its exit code (1 on an error, 130 on Ctrl-C)."""
-    # Ctrl-C must stop every command (the watch loop prints "stopped.", the others
-    # "interrupted.") even when we were started with SIGINT ignored: a shell without job
-    # control ignores it in background jobs and children inherit that, and Python only
-    # turns SIGINT into KeyboardInterrupt when it finds SIG_DFL.
+    # Ctrl-C must stop every command even when we were started with SIGINT ignored (a
+    # shell's background job): Python raises KeyboardInterrupt only from its own handler.
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _terminate)
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["test"]:
         # everything after `test` goes to pytest untouched (argparse would eat -q, -k ...)
-        return run_test_suite(argv[1:])
+        import pytest
+
+        config = ["-c", str(PROJECT_DIR / "pyproject.toml"), "--rootdir", str(PROJECT_DIR)]
+        return int(pytest.main([*config, *argv[1:]]))
     return run_command(_parser().parse_args(argv))
-
-
-def run_test_suite(pytest_args: Sequence[str]) -> int:
-    """`buildqueue test`: the whole pytest suite (dbt build runs inside it); pytest's code."""
-    import pytest
-
-    from buildqueue.docker_engine import prepare_for_tests
-
-    prepare_for_tests()  # Docker + the PostgreSQL 15 image for the container tests
-    config = PROJECT_DIR / "pyproject.toml"
-    return int(pytest.main(["-c", str(config), "--rootdir", str(PROJECT_DIR), *pytest_args]))
 
 
 def run_command(args: argparse.Namespace) -> int:
     """Open the database, run the command's handler, stop the database whatever happens.
 
-    A known error prints one "error: ..." line and returns 1; Ctrl-C outside the watch
-    loops prints "interrupted." and returns 130, without a traceback.
+    A known error prints one "error: ..." line and returns 1; Ctrl-C prints
+    "interrupted." and returns 130, without a traceback.
     """
     db: Database | None = None
     try:
+        if os.environ.get(SCHEMA_ENV) is not None:
+            check_identifier(os.environ[SCHEMA_ENV], SCHEMA_ENV)
         db = open_database(args.database)
         project = DbtProject(db, target=args.target, quiet=args.command != "dbt")
         return COMMANDS[args.command](db, project, args)
@@ -176,7 +195,6 @@ def run_command(args: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        # Ctrl-C outside the watch loop (which stops with "stopped." and 0): no traceback.
         print("\ninterrupted.", file=sys.stderr)
         return 130
     finally:
@@ -188,13 +206,13 @@ def _demo(db: Database, project: DbtProject, args: argparse.Namespace) -> int:
     """`buildqueue demo`: build over the example fixtures, then print (or watch) the view."""
     print(f"database: {db.describe()}", file=sys.stderr)
     project.build(fixtures=True)
-    show_view(db, project.view_schema(), args.watch)
+    show_view(db, project.view_schema(), args.watch, project.target)
     return 0
 
 
 def _build(_db: Database, project: DbtProject, args: argparse.Namespace) -> int:
     """`buildqueue build`: dbt build, with the example fixtures on --fixtures."""
-    print(project.build(fixtures=args.fixtures).describe())
+    print(project.build(fixtures=args.fixtures, vars=_parse_vars(args.vars)).describe())
     return 0
 
 
@@ -205,7 +223,7 @@ def _sample(_db: Database, project: DbtProject, args: argparse.Namespace) -> int
 
 def _show(db: Database, project: DbtProject, args: argparse.Namespace) -> int:
     """`buildqueue show`: print (or watch) the view as it is, without building."""
-    show_view(db, project.view_schema(), args.watch)
+    show_view(db, project.view_schema(), args.watch, project.target)
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from collections.abc import Sequence
 from datetime import datetime
@@ -12,7 +13,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from buildqueue.database import DatabaseError
+from buildqueue.database import ConnectionFailed, DatabaseError
 
 VIEW_COLUMNS = (
     "nixos_id",
@@ -43,12 +44,9 @@ def view_query(schema: str) -> sql.Composed:
     return sql.SQL("select * from {}").format(sql.Identifier(schema, "view_build_queue_status"))
 
 
-def fetch_rows(conn: psycopg.Connection, schema: str) -> list[dict[str, Any]]:
-    """All rows of the view, in the view's order.
-
-    A view that is not there, or that fails (e.g. paused for a Crystal Forge upgrade),
-    raises `DatabaseError` with a message saying what to run.
-    """
+def fetch_rows(conn: psycopg.Connection, schema: str, target: str = "dev") -> list[dict[str, Any]]:
+    """All rows of the view, in the view's order; a lost connection is `ConnectionFailed`,
+    a missing or paused view a `DatabaseError` saying what to run."""
     try:
         with conn.cursor(row_factory=dict_row) as cur:
             cur.execute(view_query(schema))
@@ -56,14 +54,25 @@ def fetch_rows(conn: psycopg.Connection, schema: str) -> list[dict[str, Any]]:
     except psycopg.errors.UndefinedTable as error:
         raise DatabaseError(
             f"{schema}.view_build_queue_status does not exist in database "
-            f"'{conn.info.dbname}' yet. Fix: build it first: ./run build (add --database "
-            "and --target as for this command; on a live database: dbt build --target prod "
-            "--vars '{source_schema: public}'), or ./run demo to build it over the example."
+            f"'{conn.info.dbname}' yet. Fix: build it first: ./run build --target {target} "
+            "(on a live database: dbt build --target prod --vars '{source_schema: public}'), "
+            "or ./run demo to build it over the example."
         ) from error
+    except psycopg.OperationalError as error:
+        raise ConnectionFailed(f"connection lost: {_first_line(error)}") from error
     except psycopg.Error as error:
-        raise DatabaseError(
-            f"{schema}.view_build_queue_status failed: {str(error).strip()}"
-        ) from error
+        text = _first_line(error)
+        if "is paused" in text:  # the deploy's own target and vars bring it back
+            text = text.split(" Fix:")[0] + (
+                f" Fix: once the upgrade is done, rebuild it as deployed: dbt build --target "
+                f"{target} --vars '{{source_schema: ..., view_reader_roles: [...]}}'."
+            )
+        raise DatabaseError(f"{schema}.view_build_queue_status failed: {text}") from error
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def use_colour(stream: TextIO) -> bool:
@@ -95,55 +104,60 @@ def _format_time(value: datetime | None) -> str:
     return "-" if value is None else value.strftime("%Y-%m-%d %H:%M:%S")
 
 
-def render(rows: Sequence[dict[str, Any]], *, colour: bool = False) -> str:
-    """The table the demo prints: one line per system plus a totals line."""
-    headers = [
-        "system",
-        "commit",
-        "progress",
-        "done",
-        "bld",
-        "pend",
-        "cached",
-        "workers",
-        "status",
-        "cache",
-        "stale",
+def printable(value: object, limit: int = 40) -> str:
+    """``value`` as text with control characters escaped (no terminal sequence from the
+    data reaches the terminal), cut to ``limit`` characters."""
+    text = "".join(
+        c if c.isprintable() else c.encode("unicode_escape").decode() for c in str(value)
+    )
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _cells(row: dict[str, Any]) -> list[str]:
+    workers = ",".join(printable(w, 20) for w in row["worker_ids"][:3])
+    workers += ",…" if len(row["worker_ids"]) > 3 else ""
+    return [
+        printable(row["system_name"]),
+        _format_time(row["commit_timestamp"]),
+        progress_bar(row["completed_packages"], row["total_packages"]),
+        f"{row['completed_packages']}/{row['total_packages']}",
+        str(row["building_packages"]),
+        str(row["pending_packages"]),
+        str(row["cached_packages"]),
+        f"{row['active_workers']} {workers or '-'}",
+        printable(row["status"]),
+        printable(row["cache_status"] or "-"),
+        "STALE" if row["has_stale_workers"] else "no",
     ]
-    body = []
-    for row in rows:
-        body.append(
-            [
-                str(row["system_name"]),
-                _format_time(row["commit_timestamp"]),
-                progress_bar(row["completed_packages"], row["total_packages"]),
-                f"{row['completed_packages']}/{row['total_packages']}",
-                str(row["building_packages"]),
-                str(row["pending_packages"]),
-                str(row["cached_packages"]),
-                f"{row['active_workers']} " + (",".join(row["worker_ids"]) or "-"),
-                str(row["status"]),
-                row["cache_status"] or "-",
-                "STALE" if row["has_stale_workers"] else "no",
-            ]
-        )
-    widths = [
-        max(len(h), *(len(r[i]) for r in body)) if body else len(h) for i, h in enumerate(headers)
+
+
+HEADERS = ["system", "commit", "progress", "done", "bld", "pend", "cached", "workers"]
+HEADERS += ["status", "cache", "stale"]
+
+
+def render(rows: Sequence[dict[str, Any]], *, colour: bool = False, width: int = 0) -> str:
+    """The table the demo prints: one line per system plus a totals line, every line cut
+    to ``width`` (default: the terminal's, shutil.get_terminal_size)."""
+    width = width or shutil.get_terminal_size().columns
+    body = [_cells(row) for row in rows]
+    widths = [max([len(h), *(len(cells[i]) for cells in body)]) for i, h in enumerate(HEADERS)]
+
+    def line(cells: list[str]) -> str:
+        text = "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
+        return text if len(text) <= width else text[: width - 1] + "…"
+
+    lines = [_paint(line(HEADERS), "bold", colour)]
+    lines += [
+        _paint(line(cells), row_colour(row), colour) for row, cells in zip(rows, body, strict=True)
     ]
-    lines = [
-        _paint("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)), "bold", colour)
-    ]
-    for row, cells in zip(rows, body, strict=True):
-        line = "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
-        lines.append(_paint(line, row_colour(row), colour))
-    workers = sum(r["active_workers"] for r in rows)
+    workers = len({worker for row in rows for worker in row["worker_ids"]})
     remaining = sum(r["pending_packages"] + r["building_packages"] for r in rows)
     stale = sum(1 for r in rows if r["has_stale_workers"])
-    lines.append(
+    totals = (
         f"{len(rows)} systems in queue, {workers} active workers, "
         f"{remaining} packages left to build, {stale} with stale workers"
     )
-    return "\n".join(lines)
+    return "\n".join([*lines, totals if len(totals) <= width else totals[: width - 1] + "…"])
 
 
 def print_rows(rows: Sequence[dict[str, Any]], stream: TextIO = sys.stdout) -> None:
