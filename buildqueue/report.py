@@ -137,8 +137,8 @@ HEADERS += ["status", "cache", "stale"]
 
 def render(rows: Sequence[dict[str, Any]], *, colour: bool = False, width: int = 0) -> str:
     """The table the demo prints: one line per system plus a totals line, every line cut
-    to ``width`` (default: the terminal's, shutil.get_terminal_size)."""
-    width = width or shutil.get_terminal_size().columns
+    to ``width`` (default: the terminal's; 160 columns when not on a terminal)."""
+    width = width or shutil.get_terminal_size(fallback=(160, 24)).columns
     body = [_cells(row) for row in rows]
     widths = [max([len(h), *(len(cells[i]) for cells in body)]) for i, h in enumerate(HEADERS)]
 

@@ -13,6 +13,5 @@
     docs_site        -- dbt docs generated and checked for undocumented models and columns
     analyses         -- the analyses compiled by dbt
     cli_process      -- the `buildqueue` command in a process of its own, as a shell runs it
-    dsn_run          -- part of the suite through the DSN backend (the leftovers check)
     sql_lint         -- sqlfluff over the SQL, and over what the macros return (macro_sql.sql)
 """
