@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import signal
 import sys
 import time
@@ -162,6 +163,11 @@ def _terminate(_signum: int, _frame: object) -> None:
     raise SystemExit(143)  # unwinds like Ctrl-C: the embedded server and temp files go
 
 
+def _redacted(arg: str) -> str:
+    """``arg`` with a DSN's password replaced by ***."""
+    return re.sub(r"(password=)\S*", r"\1***", re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", arg))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one `buildqueue` command; its exit code (1 on an error, 130 on Ctrl-C)."""
     # Ctrl-C must stop every command even when we were started with SIGINT ignored (a
@@ -169,6 +175,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _terminate)
     argv = list(sys.argv[1:] if argv is None else argv)
+    # dbt records sys.argv in target/run_results.json: never a DSN's password
+    sys.argv = [_redacted(arg) for arg in sys.argv]
     if argv[:1] == ["test"]:
         # everything after `test` goes to pytest untouched (argparse would eat -q, -k ...)
         import pytest
