@@ -240,7 +240,7 @@ def _initdb(data_dir: Path, user: str | None, password: str) -> None:
         )
     except subprocess.CalledProcessError as error:
         raise DatabaseError(
-            f"initdb failed in {data_dir}: {error.stderr.strip().splitlines()[-1:]}. "
+            f"initdb failed in {data_dir}: {' | '.join(error.stderr.strip().splitlines()[-4:])}. "
             f"Fix: remove {data_dir} and try again."
         ) from error
     finally:
