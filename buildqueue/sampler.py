@@ -107,7 +107,7 @@ def take_sample(project: DbtProject, vars: dict[str, Any] | None = None) -> Samp
     seconds = time.perf_counter() - clock
     with project.database.connect() as conn:
         own = latest_sample(conn, schema, since=started)
-        if own is not None:
+        if own is not None and (rows_inserted(outcome) or not outcome.success):
             return Sample(row=own, added=True, seconds=seconds)
         if not outcome.success:
             error = DbtConnectionError if lost_connection(outcome) else DbtError
