@@ -12,11 +12,8 @@ the end (pytests/support/scratch.py).
 from __future__ import annotations
 
 import os
-import secrets
 from collections.abc import Iterator
 from dataclasses import replace
-from pathlib import Path
-from urllib.parse import quote
 
 import psycopg
 import pytest
@@ -26,15 +23,14 @@ from buildqueue.database import (
     BACKEND_ENV,
     BackendUnavailable,
     Database,
-    free_port,
     open_database,
-    start_embedded,
     start_testcontainers,
 )
 from buildqueue.dbt import DbtOutcome, DbtProject
 from buildqueue.sampler import SAMPLE_MODEL
 from support.docs_site import DocsArtifacts, generate_docs
 from support.example import ExampleDatabase, copy_example, refill_example
+from support.password_server import as_dsn, start_password_server
 from support.scratch import (
     EXAMPLE_SCHEMA,
     VIEW_SCHEMA,
@@ -54,17 +50,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         action="store_true",
         help="run against a throw-away scram-sha-256 server, through BUILDQUEUE_DATABASE=<DSN>",
     )
-
-
-def start_password_server(folder: Path) -> Database:
-    """An embedded server on 127.0.0.1 where every role must give its password (scram)."""
-    return start_embedded(folder, password=secrets.token_hex(12), tcp_port=free_port())
-
-
-def as_dsn(db: Database) -> str:
-    """The URI a user would export for ``db``: postgresql://user:password@host:port/db."""
-    password = f":{quote(db.password, safe='')}" if db.password else ""
-    return f"postgresql://{quote(db.user)}{password}@{db.host}:{db.port}/{quote(db.dbname)}"
 
 
 @pytest.fixture(scope="session")

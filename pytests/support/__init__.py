@@ -13,5 +13,6 @@
     docs_site        -- dbt docs generated and checked for undocumented models and columns
     analyses         -- the analyses compiled by dbt
     cli_process      -- the `buildqueue` command in a process of its own, as a shell runs it
+    password_server  -- a user's own password-protected (scram-sha-256) server, and its DSN
     sql_lint         -- sqlfluff over the SQL, and over what the macros return (macro_sql.sql)
 """
