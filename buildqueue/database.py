@@ -18,8 +18,9 @@ import contextlib
 import ctypes
 import importlib.util
 import os
-import pwd
+import re
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -41,9 +42,9 @@ BACKEND_ENV = "BUILDQUEUE_DATABASE"
 IMAGE_ENV = "BUILDQUEUE_POSTGRES_IMAGE"
 DEFAULT_IMAGE = "postgres:15"
 LOOPBACK = "127.0.0.1"
-CONNECT_TIMEOUT_SECONDS = 5
-KEEPALIVES = {"keepalives": "1", "keepalives_idle": "10", "keepalives_interval": "5"}
-KEEPALIVES |= {"keepalives_count": "3"}
+TIMEOUTS = {"connect_timeout": "5", "keepalives_idle": "10", "keepalives_interval": "5"}
+TIMEOUTS |= {"keepalives": "1", "keepalives_count": "3"}
+"""Every connection: a dead or unplugged server is an error within seconds, not a hang."""
 START_TIMEOUT_SECONDS = 60
 _PR_SET_PDEATHSIG = 1
 SYSTEM_USER = "embedded_postgres"
@@ -75,20 +76,13 @@ class Database:
     _stop: Callable[[], None] | None = field(default=None, repr=False)
 
     def env(self) -> dict[str, str]:
-        """The libpq variables profiles.yml.example reads."""
-        return {
-            "PGHOST": self.host,
-            "PGPORT": str(self.port),
-            "PGUSER": self.user,
-            "PGPASSWORD": self.password,
-            "PGDATABASE": self.dbname,
-        }
+        """The libpq variables for this database (profiles.yml.example reads them)."""
+        values = [self.host, str(self.port), self.user, self.password, self.dbname]
+        return dict(zip(_LIBPQ_ENV.values(), values, strict=True))
 
     def conninfo(self, **overrides: str) -> str:
         """A libpq connection string (password included), with timeouts and keepalives."""
-        params = {**self.env(), "connect_timeout": str(CONNECT_TIMEOUT_SECONDS), **KEEPALIVES}
-        params = {_LIBPQ.get(key, key): value for key, value in params.items()}
-        params.update(overrides)
+        params = dict(zip(_LIBPQ_ENV, self.env().values(), strict=True)) | TIMEOUTS | overrides
         return make_conninfo(**{key: value for key, value in params.items() if value != ""})
 
     def describe(self) -> str:
@@ -96,7 +90,7 @@ class Database:
         return f"{self.backend} PostgreSQL {self.user}@{self.host}:{self.port}/{self.dbname}"
 
     def connect(self, *, autocommit: bool = True, **overrides: str) -> psycopg.Connection:
-        """A psycopg connection; a failure is a `ConnectionFailed` saying the fix."""
+        """A psycopg connection; a failure is a `ConnectionFailed` naming the role and fix."""
         try:
             return psycopg.connect(self.conninfo(**overrides), autocommit=autocommit)
         except psycopg.OperationalError as error:
@@ -110,40 +104,42 @@ class Database:
             stop()
 
 
-_LIBPQ = {"PGHOST": "host", "PGPORT": "port", "PGUSER": "user", "PGPASSWORD": "password"}
-_LIBPQ["PGDATABASE"] = "dbname"
+_LIBPQ_ENV = {"host": "PGHOST", "port": "PGPORT", "user": "PGUSER", "password": "PGPASSWORD"}
+_LIBPQ_ENV["dbname"] = "PGDATABASE"
+_EXPLAINED = [
+    (
+        ("password authentication failed", "no password supplied"),
+        "PostgreSQL at {where} rejected the credentials of user '{user}'. Fix: set PGPASSWORD "
+        "(or the password in your DSN) to that user's password.",
+    ),
+    (
+        ('database "',),
+        "Database '{db.dbname}' does not exist on the PostgreSQL at {where}. Fix: create it "
+        "(createdb {db.dbname}) or set PGDATABASE / the DSN's dbname to an existing database.",
+    ),
+    (
+        ('role "',),
+        "User '{user}' does not exist on the PostgreSQL at {where}. Fix: set PGUSER (or the "
+        "DSN's user) to an existing role.",
+    ),
+    (
+        ("timeout expired", "timed out"),
+        "Timed out connecting to PostgreSQL at {where} as '{user}'. Fix: check the host and "
+        "port (PGHOST/PGPORT or the DSN) and any firewall.",
+    ),
+]
 
 
 def explain_connection_error(error: Exception, db: Database, user: str | None = None) -> str:
     """A libpq connection failure as one line naming the problem, the role and the fix."""
-    text = str(error).strip()
-    where, user, lowered = f"{db.host}:{db.port}", user or db.user, text.lower()
-    if "password authentication failed" in lowered or "no password supplied" in lowered:
-        return (
-            f"PostgreSQL at {where} rejected the credentials of user '{user}'. "
-            "Fix: set PGPASSWORD (or the password in your DSN) to that user's password."
-        )
-    if "does not exist" in lowered and "database" in lowered:
-        return (
-            f"Database '{db.dbname}' does not exist on the PostgreSQL at {where}. "
-            f"Fix: create it (createdb {db.dbname}) or set PGDATABASE / the DSN's dbname "
-            "to an existing database."
-        )
-    if "role" in lowered and "does not exist" in lowered:
-        return (
-            f"User '{user}' does not exist on the PostgreSQL at {where}. "
-            "Fix: set PGUSER (or the DSN's user) to an existing role."
-        )
-    if "timeout" in lowered or "timed out" in lowered:
-        return (
-            f"Timed out after {CONNECT_TIMEOUT_SECONDS}s connecting to PostgreSQL at {where}. "
-            "Fix: check the host and port (PGHOST/PGPORT or the DSN) and any firewall, "
-            f"or unset {BACKEND_ENV} to use the embedded database."
-        )
-    detail = text.splitlines()[0] if text else "no detail"
+    text, where, user = str(error).strip(), f"{db.host}:{db.port}", user or db.user
+    for marks, message in _EXPLAINED:
+        if any(mark in text for mark in marks):
+            return message.format(where=where, user=user, db=db)
     return (
-        f"Cannot reach PostgreSQL at {where} as '{user}' ({detail}). Fix: start the server or "
-        f"correct PGHOST/PGPORT (or the DSN), or unset {BACKEND_ENV} to use the embedded database."
+        f"Cannot reach PostgreSQL at {where} as '{user}' ({(text or '?').splitlines()[0]}). "
+        f"Fix: start the server or correct PGHOST/PGPORT (or the DSN), or unset {BACKEND_ENV} "
+        "to use the embedded database."
     )
 
 
@@ -161,17 +157,14 @@ def _bin(name: str) -> str:
 
 
 def _system_user(data_dir: Path) -> str | None:
-    """PostgreSQL refuses to run as root: as root, an unprivileged system user owns it."""
+    """PostgreSQL refuses to run as root: as root, an unprivileged system user runs it."""
     if os.geteuid() != 0:
         return None
-    try:
-        entry = pwd.getpwnam(SYSTEM_USER)
-    except KeyError:
+    with contextlib.suppress(subprocess.CalledProcessError):  # it exists already
         subprocess.run(["useradd", "--system", SYSTEM_USER], check=True, capture_output=True)
-        entry = pwd.getpwnam(SYSTEM_USER)
     for folder in data_dir.parents:  # it must reach its data folder
         folder.chmod(folder.stat().st_mode | 0o011)
-    os.chown(data_dir, entry.pw_uid, entry.pw_gid)
+    shutil.chown(data_dir, SYSTEM_USER, SYSTEM_USER)
     return SYSTEM_USER
 
 
@@ -199,74 +192,61 @@ def start_embedded(
     cluster requires scram-sha-256 for every role and listens on 127.0.0.1:``tcp_port``."""
     data_dir = (data_dir or SCRATCH_DIR / "pgdata").resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
-    user = _system_user(data_dir)
-    host = LOOPBACK if password else str(data_dir)
+    user, host = _system_user(data_dir), LOOPBACK if password else str(data_dir)
     if (running := _running(data_dir)) is not None:
         return Database(*running, "postgres", password, "postgres", "embedded")
     if not (data_dir / "PG_VERSION").exists():
         _initdb(data_dir, user, password)
-    port = tcp_port or 5432
+    port, log = tcp_port or 5432, (data_dir / "log").open("ab")
     listen = ["-c", f"listen_addresses={LOOPBACK if password else ''}", "-p", str(port)]
-    log = (data_dir / "log").open("ab")
     server = subprocess.Popen(
         [_bin("postgres"), "-D", str(data_dir), "-k", str(data_dir), *listen],
         user=user,
         stdout=log,
         stderr=log,
-        start_new_session=True,  # Ctrl-C in the terminal is ours to handle, not its
+        start_new_session=True,  # the terminal's Ctrl-C is ours to handle
         preexec_fn=_die_with_parent,
     )
     log.close()
     db = Database(host, port, "postgres", password, "postgres", "embedded")
     db._stop = lambda: _stop_server(server)
-    _wait_ready(db, server, data_dir)
+    deadline = time.monotonic() + START_TIMEOUT_SECONDS
+    while not _answers(db):
+        if server.poll() is not None or time.monotonic() > deadline:
+            db.stop()
+            raise DatabaseError(
+                f"The embedded PostgreSQL did not start in {data_dir}. "
+                f"Fix: read {data_dir / 'log'}; remove {data_dir} to start afresh."
+            )
+        time.sleep(0.1)
     return db
 
 
-def _initdb(data_dir: Path, user: str | None, password: str) -> None:
-    auth = ["--auth=scram-sha-256"] if password else ["--auth=trust"]
-    with tempfile.NamedTemporaryFile("w", dir=data_dir.parent, delete=False) as pwfile:
-        pwfile.write(password + "\n")
-    if user:
-        os.chown(pwfile.name, *_ids(user))
-    options = [*auth, f"--pwfile={pwfile.name}"] if password else auth
+def _answers(db: Database) -> bool:
     try:
-        subprocess.run(
-            [_bin("initdb"), "-D", str(data_dir), "-U", "postgres", "-E", "utf8", *options],
-            user=user,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
+        db.connect().close()
+    except ConnectionFailed:
+        return False
+    return True
+
+
+def _initdb(data_dir: Path, user: str | None, password: str) -> None:
+    handle, name = tempfile.mkstemp(dir=data_dir.parent)  # 0600, outside the data folder
+    os.write(handle, password.encode() + b"\n")
+    os.close(handle)
+    if user:
+        shutil.chown(name, user)
+    auth = ["--auth=scram-sha-256", f"--pwfile={name}"] if password else ["--auth=trust"]
+    command = [_bin("initdb"), "-D", str(data_dir), "-U", "postgres", "-E", "utf8", *auth]
+    try:
+        subprocess.run(command, user=user, capture_output=True, text=True, check=True)
     except subprocess.CalledProcessError as error:
         raise DatabaseError(
-            f"initdb failed in {data_dir}: {' | '.join(error.stderr.strip().splitlines()[-4:])}. "
+            f"initdb failed in {data_dir}: {' | '.join(error.stderr.splitlines()[-3:])}. "
             f"Fix: remove {data_dir} and try again."
         ) from error
     finally:
-        os.unlink(pwfile.name)
-
-
-def _ids(user: str) -> tuple[int, int]:
-    entry = pwd.getpwnam(user)
-    return entry.pw_uid, entry.pw_gid
-
-
-def _wait_ready(db: Database, server: subprocess.Popen[bytes], data_dir: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_SECONDS
-    while True:
-        try:
-            db.connect().close()
-            return
-        except ConnectionFailed:
-            if server.poll() is not None or time.monotonic() > deadline:
-                db.stop()
-                tail = (data_dir / "log").read_text(errors="replace").strip().splitlines()[-1:]
-                raise DatabaseError(
-                    f"The embedded PostgreSQL did not start in {data_dir} ({tail}). "
-                    f"Fix: read {data_dir / 'log'}; remove {data_dir} to start afresh."
-                ) from None
-            time.sleep(0.1)
+        os.unlink(name)
 
 
 def _stop_server(server: subprocess.Popen[bytes]) -> None:
@@ -290,15 +270,10 @@ def from_environment() -> Database:
             f"{BACKEND_ENV}=env needs PGHOST (and usually PGUSER, PGPASSWORD, PGDATABASE). "
             "Fix: export them, pass a DSN instead, or unset it to use the embedded database."
         )
-    get = os.environ.get
-    return Database(
-        host=os.environ["PGHOST"],
-        port=_port(get("PGPORT", "5432"), "PGPORT"),
-        user=get("PGUSER", "postgres"),
-        password=get("PGPASSWORD", ""),
-        dbname=get("PGDATABASE", get("PGUSER", "postgres")),
-        backend="env",
-    )
+    given = {key: os.environ[var] for key, var in _LIBPQ_ENV.items() if var in os.environ}
+    db = from_dsn(make_conninfo(**given))
+    db.backend = "env"
+    return db
 
 
 def _port(text: str, where: str) -> int:
@@ -321,39 +296,28 @@ def from_dsn(dsn: str) -> Database:
             "Fix: use postgresql://user:password@host:5432/dbname or 'host=... dbname=...'."
         ) from error
     get = params.get
-    return Database(
-        host=str(get("host", "localhost")),
-        port=_port(str(get("port", "5432")), "the DSN"),
-        user=str(get("user", "postgres")),
-        password=str(get("password", "")),
-        dbname=str(get("dbname", get("user", "postgres"))),
-        backend="dsn",
-    )
+    user, port = str(get("user", "postgres")), _port(str(get("port", "5432")), "the DSN")
+    dbname = str(get("dbname", user))
+    return Database(str(get("host", "localhost")), port, user, get("password", ""), dbname, "dsn")
 
 
 def start_testcontainers() -> Database:
-    """testcontainers' PostgresContainer with $BUILDQUEUE_POSTGRES_IMAGE, on 127.0.0.1.
-
-    Ryuk (its reaper) is off unless TESTCONTAINERS_RYUK_DISABLED says otherwise: its image
-    cannot be pulled where no registry is reachable. `BackendUnavailable` when no Docker
-    engine answers (tests skip with the reason).
-    """
+    """testcontainers' PostgresContainer running $BUILDQUEUE_POSTGRES_IMAGE on 127.0.0.1
+    (Ryuk off: its image needs a registry); `BackendUnavailable` without a Docker engine."""
     os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
     try:
         import docker
         from testcontainers.community.postgres import PostgresContainer
-    except ImportError as error:
-        raise BackendUnavailable(f"testcontainers is not installed ({error}).") from error
-    try:
+
         docker.from_env(timeout=5).ping()
-    except docker.errors.DockerException as error:
+    except Exception as error:  # testcontainers not installed, or no engine answers
         raise BackendUnavailable(
             f"no Docker engine answers ({str(error).splitlines()[0]}). Fix: start Docker "
             "(as root on Debian: .ci/provision-postgres-image)."
         ) from error
     image = os.environ.get(IMAGE_ENV) or DEFAULT_IMAGE
     container = PostgresContainer(image, password=secrets.token_hex(16), driver=None)
-    container.with_bind_ports(5432, (LOOPBACK, None))  # type: ignore[arg-type]
+    container.ports[5432] = (LOOPBACK, None)  # type: ignore[assignment]  # loopback only
     try:
         container.start()
     except Exception as error:
@@ -373,15 +337,11 @@ def open_database(choice: str | None = None) -> Database:
     """Start or locate the database named by ``choice`` (or $BUILDQUEUE_DATABASE), and check
     that it answers, so a wrong host or password fails here with the fix."""
     choice = (choice or os.environ.get(BACKEND_ENV) or "embedded").strip()
-    starters: dict[str, Callable[[], Database]] = {
-        "embedded": start_embedded,
-        "env": from_environment,
-        "testcontainers": start_testcontainers,
-    }
-    if choice in starters:
-        db = starters[choice]()
-    elif "://" in choice or "=" in choice:
+    starters = {"embedded": start_embedded, "env": from_environment}
+    if "://" in choice or "=" in choice:
         db = from_dsn(choice)
+    elif choice in (*starters, "testcontainers"):
+        db = starters.get(choice, start_testcontainers)()
     else:
         raise DatabaseError(
             f"Unknown database '{choice}'. Fix: use embedded (default), env, testcontainers, "
@@ -402,49 +362,42 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def process_alive(pid: int) -> bool:
+    """Whether a process with this pid exists (ours or another user's)."""
+    return Path(f"/proc/{pid}").exists()
+
+
 def check_identifier(name: str, variable: str) -> str:
-    """``name`` if PostgreSQL takes it as one identifier: 1-63 bytes, no control character
-    (it is always emitted double-quoted, case preserved: psycopg.sql.Identifier). The same
-    rule as the dbt side's; refused with one line naming ``variable`` and the fix."""
-    problem = ""
-    if not 0 < len(name.encode()) <= 63:
-        problem = f"is {len(name.encode())} bytes long"
-    elif any(unicodedata.category(c) == "Cc" for c in name):
-        problem = "holds a control character"
-    if problem:
-        raise DatabaseError(
-            f"{variable}={name!r} {problem}. Fix: set {variable} to a name of 1 to 63 bytes "
-            "without control characters (it is used double-quoted, case preserved)."
-        )
-    return name
+    """``name`` if it is one PostgreSQL identifier: 1-63 bytes, no control character. It is
+    always emitted double-quoted, case preserved (psycopg.sql.Identifier): the dbt side's
+    rule too. Refused with one line naming ``variable`` and the fix."""
+    if 0 < len(name.encode()) <= 63 and all(unicodedata.category(c) != "Cc" for c in name):
+        return name
+    raise DatabaseError(
+        f"{variable}={name!r} is not a PostgreSQL name. Fix: set {variable} to 1 to 63 bytes "
+        "without control characters (it is used double-quoted, case preserved)."
+    )
 
 
 def timeout_seconds() -> float:
     """$BUILDQUEUE_TIMEOUT (default 30): how long a query of a long-running command may take."""
     text = os.environ.get("BUILDQUEUE_TIMEOUT", "30")
-    try:
-        seconds = float(text)
-    except ValueError:
-        seconds = 0.0
-    if not 0 < seconds < 86400:
-        raise DatabaseError(
-            f"BUILDQUEUE_TIMEOUT={text!r} is not a number of seconds. Fix: e.g. 30, or unset it."
-        )
-    return seconds
+    if re.fullmatch(r"\d{1,5}(\.\d+)?", text) and float(text) > 0:
+        return float(text)
+    raise DatabaseError(f"BUILDQUEUE_TIMEOUT={text!r} is not seconds. Fix: e.g. 30, or unset it.")
 
 
 @contextmanager
 def deadline(conn: psycopg.Connection, seconds: float) -> Iterator[None]:
     """Cut ``conn``'s socket if the block takes longer than ``seconds``: a server that stops
-    answering (frozen, unplugged) then raises psycopg.OperationalError instead of hanging.
-    statement_timeout cannot do this, as the server itself enforces it."""
+    answering then raises psycopg.OperationalError instead of hanging (statement_timeout
+    cannot: the server enforces it)."""
 
     def cut() -> None:
         with contextlib.suppress(OSError), socket.socket(fileno=os.dup(conn.fileno())) as sock:
             sock.shutdown(socket.SHUT_RDWR)
 
     timer = threading.Timer(seconds, cut)
-    timer.daemon = True
     timer.start()
     try:
         yield

@@ -36,7 +36,6 @@ VIEW = "view_build_queue_status"
 FAILED_STATUSES = {"error", "fail", "runtime error"}
 _ONE_AT_A_TIME = threading.RLock()
 _CONNECTION_MARKS = ("connection to server", "could not connect to server")
-_JINJA_MARKS = ("{{", "{%", "{#")
 
 
 class DbtError(Exception):
@@ -102,9 +101,7 @@ def profile_dict(database: Database, target: str, schema: str | None = None) -> 
 
 def _literal(value: str) -> str:
     """A value dbt reads back as is, even if it looks like Jinja."""
-    if any(mark in value for mark in _JINJA_MARKS):
-        return "{{ " + json.dumps(value) + " }}"
-    return value
+    return "{{ " + json.dumps(value) + " }}" if "{" in value else value
 
 
 @contextlib.contextmanager
@@ -115,10 +112,8 @@ def _password_in_environment(password: str) -> Iterator[None]:
     try:
         yield
     finally:
-        if saved is None:
-            os.environ.pop(PASSWORD_ENV, None)
-        else:
-            os.environ[PASSWORD_ENV] = saved
+        del os.environ[PASSWORD_ENV]
+        os.environ.update({PASSWORD_ENV: saved} if saved is not None else {})
 
 
 @dataclass
@@ -232,8 +227,7 @@ def _pop_option(command: list[str], *names: str) -> str | None:
 
 
 def explain_dbt_error(text: str, database: Database) -> str:
-    """dbt's error text, made actionable: connection failures get the fix spelled out;
-    dbt's "> in macro ... > called by ..." call stack is dropped."""
+    """dbt's error text, a connection failure's fix spelled out, without dbt's call stack."""
     if any(mark in text.lower() for mark in _CONNECTION_MARKS):
         return explain_connection_error(Exception(text), database)
     lines = [line.rstrip() for line in text.strip().splitlines()]
@@ -246,8 +240,7 @@ def lost_connection(outcome: DbtOutcome) -> bool:
 
 
 def _error_collector(errors: list[str]) -> Any:
-    """A dbt event callback keeping the text of error-level events (a failed
-    run-operation's exception reaches us only as such an event)."""
+    """Keep error-level events' text (a failed run-operation says why only there)."""
 
     def collect(event: Any) -> None:
         if getattr(event.info, "level", "") == "error" and event.info.msg:

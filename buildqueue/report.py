@@ -6,7 +6,6 @@ import os
 import shutil
 import sys
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any, TextIO
 
 import psycopg
@@ -16,25 +15,13 @@ from psycopg.rows import dict_row
 from buildqueue.database import ConnectionFailed, DatabaseError
 
 VIEW_COLUMNS = (
-    "nixos_id",
-    "system_name",
-    "commit_timestamp",
-    "git_commit_hash",
-    "total_packages",
-    "completed_packages",
-    "building_packages",
-    "pending_packages",
-    "cached_packages",
-    "active_workers",
-    "worker_ids",
-    "earliest_reservation",
-    "latest_heartbeat",
-    "status",
-    "cache_status",
-    "has_stale_workers",
-)
-"""The spec's 16 columns, in the view's order (pytests/test_one_home.py checks them against
-the contract on view_build_queue_status)."""
+    "nixos_id", "system_name", "commit_timestamp", "git_commit_hash", "total_packages",
+    "completed_packages", "building_packages", "pending_packages", "cached_packages",
+    "active_workers", "worker_ids", "earliest_reservation", "latest_heartbeat", "status",
+    "cache_status", "has_stale_workers",
+)  # fmt: skip
+"""The spec's 16 columns, in the view's order (test_one_home.py checks them against the
+contract on view_build_queue_status)."""
 
 _COLOURS = {"green": "32", "yellow": "33", "red": "31", "dim": "2", "bold": "1"}
 
@@ -71,8 +58,7 @@ def fetch_rows(conn: psycopg.Connection, schema: str, target: str = "dev") -> li
 
 
 def _first_line(error: Exception) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
+    return (str(error).strip() or type(error).__name__).splitlines()[0]
 
 
 def use_colour(stream: TextIO) -> bool:
@@ -80,10 +66,8 @@ def use_colour(stream: TextIO) -> bool:
     return stream.isatty() and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
 
 
-def _paint(text: str, colour: str | None, enabled: bool) -> str:
-    if not enabled or colour is None:
-        return text
-    return f"\033[{_COLOURS[colour]}m{text}\033[0m"
+def _paint(text: str, colour: str, enabled: bool) -> str:
+    return f"\033[{_COLOURS[colour]}m{text}\033[0m" if enabled else text
 
 
 def progress_bar(done: int, total: int, width: int = 20) -> str:
@@ -94,14 +78,9 @@ def progress_bar(done: int, total: int, width: int = 20) -> str:
 
 
 def row_colour(row: dict[str, Any]) -> str:
-    """Dashboard colours: red stale, green ready, yellow building, none pending."""
-    if row["has_stale_workers"]:
-        return "red"
-    return {"ready_for_system_build": "green", "building": "yellow"}.get(row["status"], "dim")
-
-
-def _format_time(value: datetime | None) -> str:
-    return "-" if value is None else value.strftime("%Y-%m-%d %H:%M:%S")
+    """Dashboard colours: red stale, green ready, yellow building, dim pending."""
+    colours = {"ready_for_system_build": "green", "building": "yellow"}
+    return "red" if row["has_stale_workers"] else colours.get(row["status"], "dim")
 
 
 def printable(value: object, limit: int = 40) -> str:
@@ -118,7 +97,7 @@ def _cells(row: dict[str, Any]) -> list[str]:
     workers += ",…" if len(row["worker_ids"]) > 3 else ""
     return [
         printable(row["system_name"]),
-        _format_time(row["commit_timestamp"]),
+        f"{row['commit_timestamp']:%Y-%m-%d %H:%M:%S}" if row["commit_timestamp"] else "-",
         progress_bar(row["completed_packages"], row["total_packages"]),
         f"{row['completed_packages']}/{row['total_packages']}",
         str(row["building_packages"]),
@@ -142,22 +121,26 @@ def render(rows: Sequence[dict[str, Any]], *, colour: bool = False, width: int =
     body = [_cells(row) for row in rows]
     widths = [max([len(h), *(len(cells[i]) for cells in body)]) for i, h in enumerate(HEADERS)]
 
-    def line(cells: list[str]) -> str:
-        text = "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
+    def fit(text: str) -> str:
         return text if len(text) <= width else text[: width - 1] + "…"
 
+    def line(cells: list[str]) -> str:
+        return fit("  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip())
+
     lines = [_paint(line(HEADERS), "bold", colour)]
-    lines += [
-        _paint(line(cells), row_colour(row), colour) for row, cells in zip(rows, body, strict=True)
-    ]
+    lines += [_paint(line(cells), row_colour(r), colour) for r, cells in zip(rows, body, strict=1)]
     workers = len({worker for row in rows for worker in row["worker_ids"]})
     remaining = sum(r["pending_packages"] + r["building_packages"] for r in rows)
     stale = sum(1 for r in rows if r["has_stale_workers"])
-    totals = (
-        f"{len(rows)} systems in queue, {workers} active workers, "
-        f"{remaining} packages left to build, {stale} with stale workers"
+    return "\n".join(
+        [
+            *lines,
+            fit(
+                f"{len(rows)} systems in queue, {workers} active workers, "
+                f"{remaining} packages left to build, {stale} with stale workers"
+            ),
+        ]
     )
-    return "\n".join([*lines, totals if len(totals) <= width else totals[: width - 1] + "…"])
 
 
 def print_rows(rows: Sequence[dict[str, Any]], stream: TextIO = sys.stdout) -> None:

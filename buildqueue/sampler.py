@@ -1,11 +1,6 @@
-"""Take queue samples: `dbt run --select build_queue_samples`, once or every N seconds.
-
-The queue history (models/marts/monitoring/build_queue_samples.sql) grows by one row per
-bucket of var `queue_sample_interval` each time the model runs. In production a cron job
-or a systemd timer runs that dbt command (docs/operations.md); `buildqueue sample
---every N` is the same command in a loop (`buildqueue.repeat`), which survives a database
-restart, for a developer's machine or a quick look.
-"""
+"""Take a queue sample: `dbt run --select build_queue_samples` (one row per bucket of var
+queue_sample_interval). In production cron or a systemd timer runs that dbt command
+(docs/operations.md); `buildqueue sample --every N` loops it for a quick look."""
 
 from __future__ import annotations
 
@@ -21,8 +16,6 @@ from psycopg.rows import dict_row
 from buildqueue.dbt import DbtConnectionError, DbtError, DbtOutcome, DbtProject, lost_connection
 
 SAMPLE_MODEL = "build_queue_samples"
-"""The incremental model holding the queue history."""
-
 VIEW = "view_build_queue_status"
 
 
@@ -124,6 +117,5 @@ def take_sample(project: DbtProject, vars: dict[str, Any] | None = None) -> Samp
 
 
 def check_every(seconds: float) -> None:
-    """--every must be a positive number of seconds."""
     if seconds <= 0:
         raise SampleError("--every needs a positive number of seconds, e.g. --every 60")

@@ -127,7 +127,7 @@ def test_a_schema_from_the_environment_must_be_one_identifier(
 ) -> None:
     env = {**os.environ, "BUILDQUEUE_SCHEMA": schema}
     output = cli("show", "--database", dsn(database), env=env)
-    assert_one_message(output, "BUILDQUEUE_SCHEMA=", "Fix: set BUILDQUEUE_SCHEMA to a name")
+    assert_one_message(output, "BUILDQUEUE_SCHEMA=", "Fix: set BUILDQUEUE_SCHEMA to 1 to 63 bytes")
 
 
 def test_missing_database(database: Database) -> None:
