@@ -141,7 +141,7 @@ def _parse_vars(text: str | None) -> dict[str, Any] | None:
     except yaml.YAMLError:
         value = text
     if value is not None and not isinstance(value, dict):
-        raise DbtError(f"--vars {text!r} is not a YAML mapping. Fix: --vars '{{key: value}}'.")
+        raise DbtError(f"--vars must be a YAML mapping, got {text!r}. Fix: --vars '{{a: b}}'.")
     return value
 
 
