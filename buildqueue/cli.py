@@ -1,18 +1,8 @@
-"""The `buildqueue` command (`./run`): the demo, builds, the live view, samples, the tests.
-
-    buildqueue demo [--watch N]               build over the example, print the view
-    buildqueue build [--fixtures] [--vars Y]  dbt build (models, data tests, unit tests)
-    buildqueue show [--watch N]               print the view as it is (no build)
-    buildqueue view-sql [--vars Y]            the view's create statement (migrations)
-    buildqueue sample [--every N] [--vars Y]  add a queue sample (build_queue_samples)
-    buildqueue dbt ARGS...                    any dbt command against the chosen database
-    buildqueue test [PYTEST ARGS]             the test suite
-    buildqueue load | bench                   the performance lab (buildqueue.perf)
-
-Every command takes --database (embedded | env | testcontainers | DSN; default
-$BUILDQUEUE_DATABASE or embedded) and --target (dev | ci | prod). `show --watch` and
-`sample --every` survive a restart of the server (one line, then retries with backoff)
-and give up on a query after $BUILDQUEUE_TIMEOUT seconds (30), reconnecting.
+"""The `buildqueue` command (`./run`): demo, build, show, view-sql, sample, dbt, test, and
+the performance lab's load and bench. Each takes --database (embedded | env |
+testcontainers | DSN; default $BUILDQUEUE_DATABASE or embedded) and --target (dev | ci |
+prod). `show --watch` and `sample --every` survive a restart of the server (one line,
+then retries with backoff) and cut a query unanswered after $BUILDQUEUE_TIMEOUT s (30).
 """
 
 from __future__ import annotations
@@ -66,9 +56,8 @@ def _parser() -> argparse.ArgumentParser:
     sample = sub.add_parser("sample", parents=[common], help="add a queue history sample")
     sample.add_argument("--every", type=float, metavar="N", help="sample every N seconds")
     sample.add_argument("--vars", help=VARS_HELP)
-    sub.add_parser("dbt", parents=[common], help="any dbt command").add_argument(
-        "args", nargs=argparse.REMAINDER
-    )
+    dbt = sub.add_parser("dbt", parents=[common], help="any dbt command")
+    dbt.add_argument("args", nargs=argparse.REMAINDER)
     sub.add_parser("test", help="run the test suite (arguments go to pytest)")
     load = sub.add_parser("load", parents=[common], help="Grafana viewer capacity table")
     load.add_argument("sizes", nargs="*", help="fleets (default: 100x100 1000x200 1000x1000)")
@@ -145,8 +134,7 @@ def _parse_vars(text: str | None) -> dict[str, Any] | None:
     return value
 
 
-def _redacted(arg: str) -> str:
-    """``arg`` with a DSN's password replaced by *** (dbt records sys.argv in target/)."""
+def _redacted(arg: str) -> str:  # dbt records sys.argv in target/run_results.json
     return re.sub(r"(password=)\S*", r"\1***", re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", arg))
 
 

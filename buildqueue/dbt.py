@@ -1,23 +1,20 @@
-"""Run dbt in-process against a `Database`, the way dbt-core's functional tests do.
+"""Run dbt in-process against a `Database`, as dbt-core's own functional tests do: a
+profiles.yml written from a dict into a temporary folder, then `dbtRunner().invoke`.
 
-Each invocation writes a profiles.yml from a dict into a private temporary folder and calls
-`dbtRunner().invoke(args)`. The dict is the chosen target of profiles.yml.example (or of
-$DBT_PROFILES_DIR/profiles.yml) with the database's host, port, user and dbname, and
-``password: "{{ env_var('DBT_ENV_SECRET_BUILDQUEUE_PASSWORD', '') }}"``: the password
-reaches dbt only through the environment of the invocation, so no credential is ever
-written to disk (and dbt scrubs DBT_ENV_SECRET_ values from its logs).
-
-The schema the view lives in is what dbt parsed (`DbtProject.view_schema`); the vars'
-defaults are what dbt's project loader read (`project_vars`). Invocations go one at a
-time: dbt keeps process-wide state.
+The dict is the target of profiles.yml.example (or $DBT_PROFILES_DIR's) with the database's
+host, port, user and dbname; the password is ``{{ env_var('DBT_ENV_SECRET_...') }}``, set
+only in the environment of the invocation: no credential is ever written (and dbt scrubs
+DBT_ENV_SECRET_ values from its logs). Schemas and vars are read from what dbt parsed.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import functools
 import json
 import os
+import shutil
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -50,7 +47,6 @@ class DbtConnectionError(DbtError, ConnectionFailed):
 class DbtOutcome:
     """What one dbt invocation did."""
 
-    command: list[str]
     success: bool
     failures: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -156,12 +152,22 @@ class DbtProject:
                 result = runner.invoke([*command, "--profiles-dir", folder])
         if isinstance(result.exception, KeyboardInterrupt):
             raise KeyboardInterrupt
-        outcome = _outcome(command, result, self.database, errors)
+        outcome = _outcome(result, self.database, errors)
         outcome.label = " ".join([*args, *(["--vars", json.dumps(vars)] if vars else [])])
         if check and not outcome.success:
             error = DbtConnectionError if lost_connection(outcome) else DbtError
             raise error(outcome.describe())
         return outcome
+
+    @property
+    def profiles_dir(self) -> Path:
+        """A folder holding this project's profiles.yml, for a dbt subprocess (sqlfluff);
+        it holds no password: give the subprocess PASSWORD_ENV. Removed at exit."""
+        folder = Path(tempfile.mkdtemp(prefix="buildqueue-profile-"))
+        profile = profile_dict(self.database, self.target, self.schema)
+        (folder / "profiles.yml").write_text(yaml.safe_dump(profile))
+        atexit.register(shutil.rmtree, folder, True)
+        return folder
 
     def view_schema(self) -> str:
         """The schema dbt builds the view in: this project's, else what `dbt parse` made of
@@ -249,8 +255,8 @@ def _error_collector(errors: list[str]) -> Any:
     return collect
 
 
-def _outcome(command: list[str], result: Any, database: Database, errors: list[str]) -> DbtOutcome:
-    outcome = DbtOutcome(command=command, success=bool(result.success), result=result)
+def _outcome(result: Any, database: Database, errors: list[str]) -> DbtOutcome:
+    outcome = DbtOutcome(success=bool(result.success), result=result)
     if result.exception is not None:
         outcome.success = False
         outcome.failures.append(explain_dbt_error(str(result.exception), database))
