@@ -112,6 +112,16 @@ def test_the_refused_role_is_named_not_the_session_user(scram_server: Database) 
         admin.connect(user=PASSWORD_ROLE)  # sends the session user's password
 
 
+def test_dbt_on_a_fresh_database_says_to_load_the_example(tmp_path: Path) -> None:
+    """`./run dbt docs generate` on a fresh clone: one line saying what to do first."""
+    fresh = start_embedded(tmp_path / "pgdata")
+    try:
+        output = cli("dbt", "--database", dsn(fresh), "docs", "generate")
+    finally:
+        fresh.stop()
+    assert "Fix: load the example first (./run build --fixtures)" in output, output[-2000:]
+
+
 MALFORMED_PORT = ("The port 'abc' in the DSN is not a number", "Fix: e.g. postgresql://")
 
 

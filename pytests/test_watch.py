@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 from psycopg import sql
 
-from buildqueue.database import Database, start_embedded
+from buildqueue.database import Database, DatabaseError, start_embedded
 from buildqueue.dbt import DbtProject
 from buildqueue.paths import PROJECT_DIR
+from buildqueue.report import fetch_rows
 from support.scratch import VIEW_SCHEMA
 
 HEADER = "view_build_queue_status at "
@@ -209,3 +210,27 @@ def test_watch_survives_the_database_and_prints_safely(own_server: tuple[Databas
         process.wait()
         if "restarted" in locals():
             restarted.stop()
+
+
+def test_a_paused_view_says_to_rebuild_with_the_deploys_target_and_vars(
+    own_server: tuple[Database, Path],
+) -> None:
+    db, _ = own_server
+    message = (
+        "view_build_queue_status is paused for a Crystal Forge upgrade. "
+        "Fix: run dbt build once the upgrade is done."
+    )
+    with db.connect() as conn:
+        conn.execute("create schema paused")
+        conn.execute(
+            "create function paused.stop() returns int language plpgsql as "
+            f"$$ begin raise exception '{message}'; end $$"
+        )
+        conn.execute("create view paused.view_build_queue_status as select paused.stop()")
+        with pytest.raises(DatabaseError) as raised:
+            fetch_rows(conn, "paused", "prod")
+    assert "is paused for a Crystal Forge upgrade" in str(raised.value)
+    assert "Fix: once the upgrade is done, rebuild it as deployed: dbt build --target prod" in (
+        str(raised.value)
+    )
+    assert "--vars '{source_schema:" in str(raised.value)
