@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from buildqueue.cli import _parser
 from buildqueue.database import Database, DatabaseError, free_port, start_embedded
 from buildqueue.dbt import DbtError, DbtOutcome, DbtProject
 from support.cli_process import run_in_subprocess
@@ -289,3 +290,8 @@ def test_missing_profile(
     assert_one_message(cli("build", "--database", dsn(database), env=env), *NO_PROFILE)
     monkeypatch.setenv("DBT_PROFILES_DIR", str(tmp_path))
     assert_one_message(dbt_error(DbtProject(database, target="ci"), "run"), *NO_PROFILE)
+
+
+def test_build_takes_vars_like_the_other_commands() -> None:
+    for command in ("build", "view-sql", "sample"):
+        assert _parser().parse_args([command, "--vars", "{a: 1}"]).vars == "{a: 1}"
