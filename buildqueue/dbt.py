@@ -150,8 +150,8 @@ class DbtProject:
             with _ONE_AT_A_TIME, _password_in_environment(self.database.password):
                 runner = dbtRunner(callbacks=[_error_collector(errors)])
                 result = runner.invoke([*command, "--profiles-dir", folder])
-        if isinstance(result.exception, KeyboardInterrupt):
-            raise KeyboardInterrupt
+        if isinstance(result.exception, KeyboardInterrupt | SystemExit):  # Ctrl-C, SIGTERM
+            raise result.exception
         outcome = _outcome(result, self.database, errors)
         outcome.label = " ".join([*args, *(["--vars", json.dumps(vars)] if vars else [])])
         if check and not outcome.success:

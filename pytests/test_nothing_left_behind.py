@@ -164,6 +164,8 @@ def test_no_embedded_server_outlives_the_cli_during_the_demo_build(
     finally:
         process.kill()
     assert _gone(server), f"the embedded server {server} still runs after {signum.name}"
+    if signum == signal.SIGTERM:
+        assert process.returncode == 143, err
     if signum == signal.SIGINT:
         assert process.returncode == 130, err
         assert err.strip().endswith("interrupted."), err
