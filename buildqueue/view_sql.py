@@ -1,13 +1,7 @@
-"""`buildqueue view-sql`: the complete `create or replace view` statement, for migrations.
-
-Projects that ship their schema as numbered SQL migrations (Crystal Forge does) can commit
-the view as one: this asks dbt to compile `view_build_queue_status` for a target and vars
-(status names resolved against that database, as `dbt build` would), and wraps the
-compiled query the way the project's view materialization does: ephemeral CTEs inlined
-(`macros/materializations/create_view_as.sql`), the schema created, the reader roles'
-grants applied, all in one transaction. `pytests/test_view_sql.py` checks that the
-statement gives the same view definition and rows as `dbt build`.
-"""
+"""`buildqueue view-sql`: the view's `create or replace view` statement, for projects that
+ship SQL migrations: dbt compiles the view for a target and vars, wrapped as the project's
+materialization does (ephemeral CTEs inlined, schema, grants, one transaction);
+pytests/test_view_sql.py checks it against `dbt build`."""
 
 from __future__ import annotations
 

@@ -1,13 +1,17 @@
 """Session fixtures: one database, one dbt build over the example fixtures.
 
-The database backend is chosen by $BUILDQUEUE_DATABASE (embedded by default); see
-buildqueue.database. dbt runs in-process through buildqueue.dbt, once per session.
-Everything the session creates on the server is uniquely named and dropped, and the run
-fails if the server's schemas or roles differ at the end (pytests/support/scratch.py).
+The database backend is chosen by $BUILDQUEUE_DATABASE (embedded by default; see
+buildqueue.database), or by ``--password-server``: a throw-away server on 127.0.0.1 that
+requires scram-sha-256 for every role, reached through its DSN as a user's own server
+would be (``./run test --password-server pytests/test_example.py ...``). dbt runs
+in-process through buildqueue.dbt. Everything the session creates on the server is
+uniquely named and dropped, and the run fails if the server's schemas or roles differ at
+the end (pytests/support/scratch.py).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import replace
 
@@ -15,15 +19,23 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from buildqueue.database import BackendUnavailable, Database, open_database, start_testcontainers
+from buildqueue.database import (
+    BACKEND_ENV,
+    BackendUnavailable,
+    Database,
+    open_database,
+    start_testcontainers,
+)
 from buildqueue.dbt import DbtOutcome, DbtProject
 from buildqueue.sampler import SAMPLE_MODEL
 from support.docs_site import DocsArtifacts, generate_docs
 from support.example import ExampleDatabase, copy_example, refill_example
+from support.password_server import as_dsn, start_password_server
 from support.scratch import (
     EXAMPLE_SCHEMA,
     VIEW_SCHEMA,
     ScratchSchemas,
+    create_login_role,
     drop_schemas,
     nothing_left_behind,
     scratch_name,
@@ -32,14 +44,30 @@ from support.scratch import (
 pytest_plugins = ["support.scratch_fixtures"]
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--password-server",
+        action="store_true",
+        help="run against a throw-away scram-sha-256 server, through BUILDQUEUE_DATABASE=<DSN>",
+    )
+
+
 @pytest.fixture(scope="session")
-def database() -> Iterator[Database]:
+def database(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Database]:
+    server = None
+    if request.config.getoption("--password-server"):
+        server = start_password_server(tmp_path_factory.mktemp("password") / "pgdata")
+        os.environ[BACKEND_ENV] = as_dsn(server)  # the CLI subprocesses inherit it
     db = open_database()
     try:
         with nothing_left_behind(db):
             yield db
     finally:
         db.stop()
+        if server is not None:
+            server.stop()
 
 
 @pytest.fixture(scope="session")
@@ -102,7 +130,7 @@ def reader_role(database: Database) -> Iterator[str]:
         if _role_exists(connection):  # left over from an interrupted run
             connection.execute(f"drop owned by {READER_ROLE}")
             connection.execute(f"drop role {READER_ROLE}")
-        connection.execute(f"create role {READER_ROLE} login")
+        create_login_role(connection, READER_ROLE, database)
     yield READER_ROLE
     with database.connect() as connection:
         connection.execute(f"drop owned by {READER_ROLE}")
@@ -122,8 +150,8 @@ def _role_exists(connection: psycopg.Connection) -> bool:
 def container_database() -> Iterator[Database]:
     """A `Database` in a throw-away PostgreSQL 15 container, reached on 127.0.0.1.
 
-    Skips with the reason where Docker cannot be used (not root, no engine, no image);
-    `./run test` installs and starts Docker as root on Debian, so there it runs. The
+    Skips with the reason where no Docker engine answers; .ci/run provisions Docker and
+    the image (.ci/provision-postgres-image) before `./run test`, so there it runs. The
     container is removed at the end of the session. `.connect()` and `.env()` work from
     this host like any other `Database`.
     """

@@ -1,24 +1,17 @@
-"""The other ways in: an existing server via PG* variables or a DSN, and testcontainers."""
+"""The other ways in: an existing server via PG* variables or a DSN (with its password)."""
 
 from __future__ import annotations
 
-import os
-from typing import Any
+from collections.abc import Iterator
 
 import pytest
 
-from buildqueue import docker_engine
-from buildqueue.database import (
-    LOOPBACK,
-    OWNER_LABEL,
-    BackendUnavailable,
-    Database,
-    open_database,
-)
-from buildqueue.dbt import DbtOutcome, DbtProject
+from buildqueue.database import Database, from_dsn, open_database
+from buildqueue.dbt import DbtProject
 from buildqueue.report import fetch_rows
 from support.example import EXPECTED_ROWS
-from support.scratch import ScratchSchemas
+from support.password_server import as_dsn, start_password_server
+from support.scratch import ScratchSchemas, create_login_role, drop_roles, scratch_name
 
 
 def _same_server(db: Database) -> str:
@@ -36,49 +29,39 @@ def test_env_backend_reaches_the_server_named_by_pg_variables(
     assert _same_server(db) == _same_server(database)
 
 
-def test_dsn_backend_builds_and_reads_the_view(
-    database: Database, project: DbtProject, build: DbtOutcome, scratch_schema: ScratchSchemas
+def test_a_dsn_is_read_with_its_password_and_port() -> None:
+    db = from_dsn("postgresql://me:p%40ss@db.example:6543/cf?sslmode=require")
+    assert (db.user, db.password, db.host, db.port, db.dbname) == (
+        "me", "p@ss", "db.example", 6543, "cf",
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def password_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
+    """A server asking every role for its password (scram-sha-256), as a default install."""
+    server = start_password_server(tmp_path_factory.mktemp("scram") / "pgdata")
+    yield open_database(as_dsn(server))
+    server.stop()
+
+
+def test_dsn_backend_builds_and_reads_the_view_on_a_password_server(
+    password_server: Database,
 ) -> None:
-    dsn = (
-        f"postgresql://{database.user}@/{database.dbname}?host={database.host}&port={database.port}"
-    )
-    db = open_database(dsn)
-    assert db.backend == "dsn"
-    over_dsn = DbtProject(db, target="ci", schema=scratch_schema("dsn"), vars=project.vars)
-    over_dsn.invoke("run", "--select", "view_build_queue_status")
-    with db.connect() as conn:
-        rows = fetch_rows(conn, over_dsn.view_schema())
-    assert [row["system_name"] for row in rows] == [row["system_name"] for row in EXPECTED_ROWS]
-
-
-def test_testcontainers_backend() -> None:
-    """BUILDQUEUE_DATABASE=testcontainers: PostgreSQL 15, on 127.0.0.1 only, gone at stop."""
+    """The suite's own pieces on a scram server: dbt with the DSN's password, the reader
+    role the suite creates logging in with the password it was given."""
+    db, reader = password_server, scratch_name("scram_reader")
+    schema = ScratchSchemas(db)
+    view, source = schema("dsn_view"), schema("dsn_source")
+    over_dsn = DbtProject(db, target="ci", schema=view, vars={"source_schema": source})
     try:
-        db = open_database("testcontainers")
-    except BackendUnavailable as error:
-        pytest.skip(f"testcontainers PostgreSQL unavailable here: {error}")
-    engine = docker_engine.client()
-    try:
-        container = _container_publishing(engine, db.port)
-        bindings = container.attrs["HostConfig"]["PortBindings"]
-        assert {b["HostIp"] for port in bindings.values() for b in port} == {LOOPBACK}
-        assert (db.backend, db.host, db.env()["PGHOST"]) == ("testcontainers", LOOPBACK, LOOPBACK)
+        over_dsn.build(fixtures=True, vars={"view_reader_roles": []})
         with db.connect() as conn:
-            assert conn.execute("show server_version").fetchone()[0].startswith("15")
+            create_login_role(conn, reader, db)
+            conn.execute(f"grant usage on schema {view} to {reader}")
+            conn.execute(f"grant select on {view}.view_build_queue_status to {reader}")
+        with db.connect(user=reader) as conn:
+            rows = fetch_rows(conn, view)
+        assert [row["system_name"] for row in rows] == [row["system_name"] for row in EXPECTED_ROWS]
     finally:
-        db.stop()
-    assert not engine.containers.list(all=True, filters={"id": container.id})
-
-
-def _container_publishing(engine: Any, host_port: int) -> Any:
-    """Our container (labelled with this process's pid) whose port is published on host_port."""
-    mine = engine.containers.list(filters={"label": f"{OWNER_LABEL}={os.getpid()}"})
-    matches = [
-        container
-        for container in mine
-        for bindings in container.ports.values()
-        for binding in bindings or []
-        if binding["HostPort"] == str(host_port)
-    ]
-    assert len(matches) == 1, [container.name for container in mine]
-    return matches[0]
+        schema.drop_all()
+        drop_roles(db, [reader])

@@ -1,9 +1,8 @@
 """Clear failures: every misconfiguration gives one message naming the problem and the fix.
 
 Each case runs through the CLI (a `python -m buildqueue` subprocess, as a user types it)
-and through dbt (`DbtProject.invoke`, dbt in-process). The wrong-password case runs
-against a throw-away embedded server that requires SCRAM for one role; the shared server
-keeps its trust authentication.
+and through dbt (`DbtProject.invoke`, dbt in-process). The wrong-password cases run
+against a throw-away embedded server that requires scram-sha-256 for every role.
 """
 
 from __future__ import annotations
@@ -14,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from buildqueue.database import Database, start_embedded
+from buildqueue.cli import _parser
+from buildqueue.database import Database, DatabaseError, free_port, start_embedded
 from buildqueue.dbt import DbtError, DbtOutcome, DbtProject
 from support.cli_process import run_in_subprocess
 from support.example import SOURCE_SCHEMA as DEFAULT_SOURCE_SCHEMA
@@ -65,17 +65,14 @@ def dsn(database: Database) -> str:
 
 @pytest.fixture(scope="module")
 def scram_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
-    """A throw-away embedded server where PASSWORD_ROLE must give its password."""
-    db = start_embedded(tmp_path_factory.mktemp("scram") / "pgdata")
+    """A throw-away server where every role must give its password (scram-sha-256), with
+    PASSWORD_ROLE (password 'right-password'); yielded with a wrong password."""
+    db = start_embedded(
+        tmp_path_factory.mktemp("scram") / "pgdata", password="admin-pw", tcp_port=free_port()
+    )
     try:
         with db.connect() as conn:
             conn.execute(f"create role {PASSWORD_ROLE} login password 'right-password'")
-            hba = Path(conn.execute("show hba_file").fetchone()[0])
-            hba.write_text(
-                f"local all {PASSWORD_ROLE} scram-sha-256\n"
-                f"host all {PASSWORD_ROLE} all scram-sha-256\n" + hba.read_text()
-            )
-            conn.execute("select pg_reload_conf()")
         yield at(db, user=PASSWORD_ROLE, password="wrong-password")
     finally:
         db.stop()
@@ -108,6 +105,40 @@ def test_right_password_gets_in(scram_server: Database) -> None:
     """The throw-away server really checks the password (so the test above can fail)."""
     with at(scram_server, password="right-password").connect() as conn:
         assert conn.execute("select current_user").fetchone() == (PASSWORD_ROLE,)
+
+
+def test_the_refused_role_is_named_not_the_session_user(scram_server: Database) -> None:
+    admin = at(scram_server, user="postgres", password="admin-pw")
+    with pytest.raises(DatabaseError, match=f"credentials of user '{PASSWORD_ROLE}'"):
+        admin.connect(user=PASSWORD_ROLE)  # sends the session user's password
+
+
+def test_dbt_on_a_fresh_database_says_to_load_the_example(tmp_path: Path) -> None:
+    """`./run dbt docs generate` on a fresh clone: one line saying what to do first."""
+    fresh = start_embedded(tmp_path / "pgdata")
+    try:
+        output = cli("dbt", "--database", dsn(fresh), "docs", "generate")
+    finally:
+        fresh.stop()
+    assert "Fix: load the example first (./run build --fixtures)" in output, output[-2000:]
+
+
+MALFORMED_PORT = ("The port 'abc' in the DSN is not a number", "Fix: e.g. postgresql://")
+
+
+def test_a_malformed_dsn_port_is_one_line() -> None:
+    assert_one_message(
+        cli("show", "--database", "postgresql://me@127.0.0.1:abc/db"), *MALFORMED_PORT
+    )
+
+
+@pytest.mark.parametrize("schema", ["monitoring\n", "x" * 64, "", "a\x1b[2Jb"])
+def test_a_schema_from_the_environment_must_be_one_identifier(
+    database: Database, schema: str
+) -> None:
+    env = {**os.environ, "BUILDQUEUE_SCHEMA": schema}
+    output = cli("show", "--database", dsn(database), env=env)
+    assert_one_message(output, "BUILDQUEUE_SCHEMA=", "Fix: set BUILDQUEUE_SCHEMA to 1 to 63 bytes")
 
 
 def test_missing_database(database: Database) -> None:
@@ -259,3 +290,8 @@ def test_missing_profile(
     assert_one_message(cli("build", "--database", dsn(database), env=env), *NO_PROFILE)
     monkeypatch.setenv("DBT_PROFILES_DIR", str(tmp_path))
     assert_one_message(dbt_error(DbtProject(database, target="ci"), "run"), *NO_PROFILE)
+
+
+def test_build_takes_vars_like_the_other_commands() -> None:
+    for command in ("build", "view-sql", "sample"):
+        assert _parser().parse_args([command, "--vars", "{a: 1}"]).vars == "{a: 1}"

@@ -1,26 +1,24 @@
-"""The suite leaves a user's server as it found it (pytests/support/scratch.py).
-
-A representative part of the suite runs in a subprocess through the DSN backend, as
-`BUILDQUEUE_DATABASE=postgresql://... ./run test` would, against this session's server:
-its schemas and roles are the same before and after, while the run demonstrably created
-(and dropped) scratch schemas of its own. The guard that fails a run leaving something
-behind is checked directly too.
+"""Nothing is left behind: on a user's server (scratch names, the leftovers guard), and on
+this machine when the CLI is stopped by Ctrl-C, SIGTERM or SIGKILL (no embedded server
+keeps running, no credential stays on disk).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
+import signal
 import subprocess
 import sys
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+import tempfile
+import time
+from pathlib import Path
 
 import pytest
 from psycopg import sql
 
-from buildqueue.database import Database
+from buildqueue.database import Database, free_port, start_embedded
 from buildqueue.paths import PROJECT_DIR
 from support import scratch
 from support.scratch import (
@@ -31,26 +29,6 @@ from support.scratch import (
     nothing_left_behind,
     scratch_name,
 )
-
-INNER_TOKEN = secrets.token_hex(4)  # the inner run's scratch names: bqt_<this>_<purpose>
-INNER_PREFIX = f"bqt_{INNER_TOKEN}_"
-SUBSET = [
-    "pytests/test_example.py::test_example_rows",  # the shared example: source, view schemas
-    "pytests/test_grants.py::test_reader_can_select_the_view",  # a module's schema, a role
-    "pytests/test_freshness.py::test_freshness_warns_when_every_heartbeat_is_old",  # a copy
-    "pytests/test_errors.py::test_fixtures_refused_on_prod_through_dbt[seed]",  # dbt's own
-]
-EXPECTED_SCRATCH = {
-    "schema example",
-    "schema ci",
-    "schema grants",
-    "schema freshness",
-    "role reader",
-}
-PYTEST = [sys.executable, "-m", "pytest", "-c", "pyproject.toml", "--rootdir", "."]
-PYTEST += ["-p", "no:cacheprovider", "-q"]
-POLL_SECONDS = 0.3
-RUN_TIMEOUT_SECONDS = 900
 
 
 def test_scratch_names_are_this_sessions_and_fit_postgresql() -> None:
@@ -121,51 +99,109 @@ def test_the_guard_names_what_a_run_dropped(database: Database) -> None:
             conn.execute(sql.SQL("drop schema if exists {}").format(sql.Identifier(victim)))
 
 
-@contextmanager
-def _watching(database: Database) -> Iterator[set[str]]:
-    """Collects the inner run's scratch schemas and roles (by prefix) while the block runs."""
-    seen: set[str] = set()
-    stop = threading.Event()
+def _cli(scratch: Path, *args: str) -> subprocess.Popen[str]:
+    """The `buildqueue` command in a process of its own, its embedded server under ``scratch``
+    (so it owns that server: the session's own server is not touched)."""
+    script = (
+        "import sys; from pathlib import Path; import buildqueue.database as d\n"
+        f"d.SCRATCH_DIR = Path({str(scratch)!r})\n"
+        "from buildqueue.cli import main; raise SystemExit(main(sys.argv[1:]))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "BUILDQUEUE_"))}
+    return subprocess.Popen(
+        [sys.executable, "-c", script, *args],
+        cwd=PROJECT_DIR,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
-    def poll() -> None:
-        with database.connect() as conn:
-            while not stop.wait(POLL_SECONDS):
-                rows = conn.execute(
-                    "select 'schema', nspname from pg_namespace where starts_with(nspname, %s)"
-                    " union all"
-                    " select 'role', rolname from pg_roles where starts_with(rolname, %s)",
-                    [INNER_PREFIX, INNER_PREFIX],
-                )
-                seen.update(f"{kind} {name.removeprefix(INNER_PREFIX)}" for kind, name in rows)
 
-    thread = threading.Thread(target=poll, daemon=True)
-    thread.start()
+def _postmaster(scratch: Path, timeout: float = 120) -> int:
+    """The pid of the server the CLI started under ``scratch``, once it is up."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            lines = (scratch / "pgdata" / "postmaster.pid").read_text().splitlines()
+            if len(lines) > 7 and lines[7].strip() == "ready":
+                return int(lines[0])
+        time.sleep(0.2)
+    raise AssertionError(f"no embedded server came up under {scratch}")
+
+
+def _gone(pid: int, timeout: float = 30) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.fixture(scope="module")
+def cli_scratch(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("cli")
+
+
+@pytest.mark.parametrize(
+    "signum", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=lambda s: s.name
+)
+def test_no_embedded_server_outlives_the_cli_during_the_demo_build(
+    cli_scratch: Path, signum: signal.Signals
+) -> None:
+    """Ctrl-C, SIGTERM or SIGKILL while `./run demo` builds: the server stops with the CLI,
+    and Ctrl-C says `interrupted.` (exit 130), not a failed build."""
+    process = _cli(cli_scratch, "demo", "--watch", "1")
     try:
-        yield seen
+        server = _postmaster(cli_scratch)
+        time.sleep(3)  # dbt is parsing or building now
+        assert process.poll() is None, process.communicate()
+        process.send_signal(signum)
+        _out, err = process.communicate(timeout=60)
     finally:
-        stop.set()
-        thread.join()
+        process.kill()
+    assert _gone(server), f"the embedded server {server} still runs after {signum.name}"
+    if signum == signal.SIGTERM:
+        assert process.returncode == 143, err
+    if signum == signal.SIGINT:
+        assert process.returncode == 130, err
+        assert err.strip().endswith("interrupted."), err
+        assert "FAILED" not in err and "Traceback" not in err, err
 
 
-@pytest.mark.slow
-def test_a_dsn_run_of_the_suite_leaves_the_server_as_it_found_it(database: Database) -> None:
-    env = {
-        **os.environ,
-        "BUILDQUEUE_DATABASE": database.conninfo(),
-        scratch.TOKEN_ENV: INNER_TOKEN,
-    }
-    before = Inventory.of(database)
-    with _watching(database) as seen:
-        completed = subprocess.run(
-            [*PYTEST, *SUBSET],
-            cwd=PROJECT_DIR,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=RUN_TIMEOUT_SECONDS,
-            check=False,
-        )
-    output = completed.stdout[-4000:] + completed.stderr[-2000:]
-    assert completed.returncode == 0, output
-    assert Inventory.of(database).changes_since(before) == []
-    assert seen >= EXPECTED_SCRATCH, f"the inner run made only {sorted(seen)}:\n{output}"
+def test_no_credential_is_left_on_disk_after_sigkill(tmp_path: Path) -> None:
+    """dbt gets the password through its environment only: a build killed midway leaves
+    no file holding it (the profile written for dbt names an env_var instead)."""
+    password = "pw-" + secrets.token_hex(8)
+    server = start_embedded(tmp_path / "pgdata", password=password, tcp_port=free_port())
+    try:
+        dsn = f"postgresql://postgres:{password}@{server.host}:{server.port}/postgres"
+        env = {**os.environ, "BUILDQUEUE_SCHEMA": scratch_name("killed")}
+        process = subprocess.Popen(
+            [sys.executable, "-m", "buildqueue", "build", "--fixtures", "--database", dsn],
+            cwd=PROJECT_DIR, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        time.sleep(8)  # dbt is running with its profile written
+        process.kill()
+        process.wait()
+    finally:
+        server.stop()
+    folders = [PROJECT_DIR / ".buildqueue", PROJECT_DIR / "target", PROJECT_DIR / "logs"]
+    folders += Path(tempfile.gettempdir()).glob("buildqueue-profile-*")  # dbt's profiles
+    holding = [
+        path
+        for folder in folders
+        for path in folder.rglob("*")
+        if path.is_file() and not path.is_relative_to(tmp_path) and _holds(path, password)
+    ]
+    assert holding == []
+
+
+def _holds(path: Path, text: str) -> bool:
+    try:
+        return path.stat().st_size < 50_000_000 and text.encode() in path.read_bytes()
+    except OSError:
+        return False

@@ -24,11 +24,11 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from buildqueue.database import Database
-from buildqueue.dbt import DbtProject
+from buildqueue.dbt import DbtError, DbtProject
 from buildqueue.paths import PROJECT_DIR
 from buildqueue.perf.fleet import status_ids
 from buildqueue.report import fetch_rows
-from buildqueue.sampler import SAMPLE_MODEL, take_sample
+from buildqueue.sampler import SAMPLE_MODEL, SampleError, take_sample
 from support.cli_process import run_in_subprocess
 from support.scratch import EXAMPLE_SCHEMA as SOURCE_SCHEMA
 
@@ -358,8 +358,8 @@ def test_sample_every_n_seconds_until_ctrl_c(
     assert all(line.startswith("sample ") for line in lines), lines
     sampling.send_signal(signal.SIGINT)
     stdout, stderr = sampling.communicate(timeout=120)
-    assert sampling.returncode == 0, stderr
-    assert stdout.rstrip().endswith("stopped."), stdout
+    assert sampling.returncode == 130, stderr
+    assert stderr.rstrip().endswith("interrupted."), stderr
     added = [line for line in lines + stdout.splitlines() if _added(line)]
     assert len(added) >= 2, lines
     taken = samples(database, samples_schema)
@@ -373,6 +373,40 @@ def test_every_needs_a_positive_number_of_seconds(database: Database, samples_sc
     assert completed.returncode == 1, completed.stderr
     assert "error: --every needs a positive number of seconds" in completed.stderr
     assert "sampling" not in completed.stderr, "the error comes before the loop's first line"
+
+
+def test_a_run_reports_its_own_sample_not_an_older_one(
+    samples_project: DbtProject, samples_schema: str, database: Database
+) -> None:
+    """A run whose sample is pruned in the same run (retention shorter than the interval)
+    must not present the bucket's older sample as the one it added."""
+    time.sleep(1.1)
+    take_sample(samples_project, {"queue_sample_interval": "1 second"})  # a recent older sample
+    with pytest.raises((DbtError, SampleError)) as raised:
+        take_sample(
+            samples_project,
+            {"queue_sample_interval": "1 day", "queue_sample_retention": "1 minute"},
+        )
+    assert "queue_sample_retention" in str(raised.value)
+
+
+def test_a_committed_sample_is_reported_even_if_dbt_then_fails(
+    samples_project: DbtProject, samples_schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """dbt reports a failure after the sample's transaction committed (its connection died
+    on the way out): the sample is there, so it is reported as added, not as failed."""
+    real_invoke = DbtProject.invoke
+
+    def commit_then_fail(self: DbtProject, *args: str, **kwargs: Any) -> Any:
+        outcome = real_invoke(self, *args, **kwargs)
+        outcome.success = False
+        outcome.failures.append("server closed the connection unexpectedly")
+        return outcome
+
+    time.sleep(1.1)
+    monkeypatch.setattr(DbtProject, "invoke", commit_then_fail)
+    sample = take_sample(samples_project, {"queue_sample_interval": "1 second"})
+    assert sample.added, sample.describe()
 
 
 def test_samples_table_is_keyed_by_sample_time(

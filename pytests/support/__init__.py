@@ -13,5 +13,5 @@
     docs_site        -- dbt docs generated for the docs site tests
     analyses         -- the analyses compiled by dbt
     cli_process      -- the `buildqueue` command in a process of its own, as a shell runs it
-    dsn_run          -- part of the suite through the DSN backend (the leftovers check)
+    password_server  -- a user's own password-protected (scram-sha-256) server, and its DSN
 """

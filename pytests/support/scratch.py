@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import ClassVar
 
+import psycopg
 from psycopg import sql
 
 from buildqueue.database import Database
@@ -80,6 +81,16 @@ def _schemas(database: Database) -> frozenset[str]:
 def _roles(database: Database) -> frozenset[str]:
     with database.connect() as conn:
         return frozenset(name for (name,) in conn.execute("select rolname from pg_roles"))
+
+
+def create_login_role(conn: psycopg.Connection, name: str, database: Database) -> None:
+    """``create role NAME login``, with the session user's password when it has one: on a
+    server that asks every role for a password (scram-sha-256) the role can then log in
+    with `database.connect(user=NAME)`, which sends that password. Dropped with the role."""
+    password = (
+        sql.SQL(" password {}").format(database.password) if database.password else sql.SQL("")
+    )
+    conn.execute(sql.SQL("create role {} login").format(sql.Identifier(name)) + password)
 
 
 def drop_schemas(database: Database, names: list[str]) -> None:
