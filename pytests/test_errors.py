@@ -178,9 +178,9 @@ BAD_VARS = {
         "Fix: point var source_schema at the schema that holds them",
     ),
     "malformed source schema": (
-        {"source_schema": "crystal forge"},
-        "Invalid value for var 'source_schema': \"crystal forge\"",
-        "Fix it in dbt_project.yml (vars:) or in --vars",
+        {"source_schema": 'crystal"forge'},
+        'Invalid name in var \'source_schema\': "crystal\\"forge"',
+        "Fix: set it in dbt_project.yml (vars:) or in --vars",
     ),
     "status id not an integer": (
         {"build_complete_status_id": "abc"},

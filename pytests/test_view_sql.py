@@ -28,11 +28,14 @@ def migration_schema(scratch_schema: ScratchSchemas) -> str:
     return scratch_schema("view_sql")
 
 
-def _definition(database: Database, schema: str) -> str:
+def _definition(database: Database, schema: str) -> tuple[str, list[str]]:
+    """The view's query and its options (security_barrier)."""
     with database.connect() as conn:
-        return conn.execute("select pg_get_viewdef(%s::regclass)", [f"{schema}.{VIEW}"]).fetchone()[
-            0
-        ]
+        return conn.execute(
+            "select pg_get_viewdef(oid), coalesce(reloptions, '{}') from pg_class"
+            " where oid = %s::regclass",
+            [f"{schema}.{VIEW}"],
+        ).fetchone()
 
 
 def test_the_migration_gives_the_view_dbt_builds(
@@ -50,6 +53,7 @@ def test_the_migration_gives_the_view_dbt_builds(
     with database.connect() as conn:
         conn.execute(statement)
     assert _definition(database, migration_schema) == _definition(database, CI_VIEW_SCHEMA)
+    assert _definition(database, migration_schema)[1] == ["security_barrier=true"]
     with database.connect(user=reader_role) as reader:
         rows = fetch_rows(reader, migration_schema)
     with database.connect() as conn:
@@ -71,7 +75,10 @@ def test_view_sql_from_the_command_line(
         env=env,
     )
     assert completed.returncode == 0, completed.stderr
-    assert f'create or replace view "{migration_schema}"."{VIEW}" as' in completed.stdout
+    assert (
+        f'create or replace view "{migration_schema}"."{VIEW}" with (security_barrier) as'
+        in completed.stdout
+    )
     assert "interval '10 minutes'" in completed.stdout
     with database.connect() as conn:  # printing changes nothing
         assert not conn.execute(
