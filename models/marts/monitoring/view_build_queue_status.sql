@@ -16,7 +16,12 @@ systems as (
     select * from {{ ref('int_systems_filtered_to_queue') }}
 ),
 
-package_counts as (
+{#
+    materialized: the package aggregation runs once per query, whatever the filter. Inlined,
+    a filter on another column let the planner put it on the inner side of a nested loop
+    under a one-row estimate and re-run it per system (190 s). docs/performance.md
+#}
+package_counts as materialized (
     select * from {{ ref('int_system_packages_aggregated') }}
 ),
 
