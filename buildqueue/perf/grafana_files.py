@@ -184,8 +184,12 @@ def parse_interval(text: str) -> float:
     return int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
 
 
-def expand_macros(sql: str, time_range: TimeRange) -> str:
-    """Expand the PostgreSQL data source's macros in ``sql`` the way Grafana does."""
+def expand_macros(sql: str, time_range: TimeRange, interval: str | None = None) -> str:
+    """Expand the PostgreSQL data source's macros in ``sql`` the way Grafana does.
+
+    ``interval``: what Grafana's front end puts for ``$__interval`` (e.g. "3h")."""
+    if interval is not None:
+        sql = sql.replace("$__interval", interval)
 
     def replace(match: re.Match[str]) -> str:
         name = match.group(1)
