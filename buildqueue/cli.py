@@ -21,7 +21,6 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -55,16 +54,13 @@ def _parser() -> argparse.ArgumentParser:
     sample.add_argument("--vars", help="dbt vars as YAML, e.g. '{source_schema: public}'")
     dbt = sub.add_parser("dbt", parents=[common], help="run any dbt command")
     dbt.add_argument("args", nargs=argparse.REMAINDER)
-    load = sub.add_parser("load", parents=[common], help="Grafana viewer capacity table")
-    load.add_argument("sizes", nargs="*", help="fleets (default: 100x100 1000x200 1000x1000)")
-    load.add_argument(
-        "--refresh", type=float, nargs="+", default=[1.0, 5.0], help="refresh periods s (1 5)"
-    )
-    load.add_argument("--step-seconds", type=float, default=20.0, help="run per V (20)")
-    load.add_argument("--p99", type=float, default=1.0, help="latency limit s (1)")
+    load = sub.add_parser("load", parents=[common], help="Grafana viewer capacity (pgbench)")
+    load.add_argument("sizes", nargs="*", help="fleets (default: 1000x1000 3000x1000)")
+    load.add_argument("--refresh", type=float, nargs="+", default=[1.0, 5.0], help="R s (1 5)")
+    load.add_argument("--seconds", type=int, default=20, help="pgbench run per viewer count")
+    load.add_argument("--limit", type=float, default=1.0, help="latency limit s (1)")
     load.add_argument("--max-viewers", type=int, default=256, help="search cap (256)")
     load.add_argument("--seed", type=int, default=1, help="fleet generator seed")
-    load.add_argument("--dashboard", type=Path, help="dashboard JSON (grafana/dashboards/...)")
     sub.add_parser("test", help="run the whole test suite (arguments go to pytest)")
     bench = sub.add_parser("bench", parents=[common], help="query shapes on synthetic fleets")
     bench.add_argument(
@@ -205,11 +201,11 @@ def _show(db: Database, project: DbtProject, args: argparse.Namespace) -> int:
     return 0
 
 
-def _load(_db: Database, project: DbtProject, args: argparse.Namespace) -> int:
-    """`buildqueue load`: the Grafana viewer capacity table (the performance lab)."""
+def _load(db: Database, _project: DbtProject, args: argparse.Namespace) -> int:
+    """`buildqueue load`: the Grafana viewer capacity table (pgbench)."""
     from buildqueue.perf.capacity import load_command
 
-    return load_command(project, args)
+    return load_command(db, args)
 
 
 def _bench(db: Database, _project: DbtProject, args: argparse.Namespace) -> int:

@@ -98,23 +98,31 @@ def time_shapes(conn: psycopg.Connection, shapes: dict[str, str], runs: int) -> 
     return {name: (statistics.median(seconds[name]), parallel[name]) for name in shapes}
 
 
+def prepare_fleet(
+    database: Database, conn: psycopg.Connection, target: str, shape: FleetShape
+) -> tuple[DbtProject, int]:
+    """Load the fleet, build the view and a month of its history; (project, dependency rows).
+
+    Leaves ``conn``'s search_path on the view's schema."""
+    project = DbtProject(
+        database, target=target, schema=VIEW_SCHEMA, vars={"source_schema": SOURCE_SCHEMA}
+    )
+    conn.execute(sql.SQL("drop schema if exists {} cascade").format(sql.Identifier(VIEW_SCHEMA)))
+    print(f"[{shape.label}] generating and loading ...", file=sys.stderr)
+    rows = load_fleet(project, conn, SOURCE_SCHEMA, shape)
+    project.invoke("run", "--select", "view_build_queue_status build_queue_samples")
+    fill_history(conn, VIEW_SCHEMA, str(project.settings()["queue_sample_interval"]), HISTORY)
+    conn.execute(sql.SQL("set search_path to {}").format(sql.Identifier(VIEW_SCHEMA)))
+    return project, rows["derivation_dependencies"]
+
+
 def bench_fleet(
     database: Database, target: str, shape: FleetShape, runs: int
 ) -> tuple[int, dict[str, Timings]]:
     """Load one fleet and time the corpus without and with the index step."""
-    project = DbtProject(database, target=target, schema=VIEW_SCHEMA)
     with database.connect() as conn:
-        conn.execute(
-            sql.SQL("drop schema if exists {} cascade").format(sql.Identifier(VIEW_SCHEMA))
-        )
-        print(f"[{shape.label}] generating and loading ...", file=sys.stderr)
-        rows = load_fleet(project, conn, SOURCE_SCHEMA, shape)
-        vars = {"source_schema": SOURCE_SCHEMA}
-        project.invoke("run", "--select", "view_build_queue_status build_queue_samples", vars=vars)
-        every = str(project.settings(vars)["queue_sample_interval"])
-        fill_history(conn, VIEW_SCHEMA, every, HISTORY)
-        conn.execute(sql.SQL("set search_path to {}").format(sql.Identifier(VIEW_SCHEMA)))
-        shapes = corpus(DbtProject(database, target=target, schema=VIEW_SCHEMA, vars=vars), conn)
+        project, dependency_rows = prepare_fleet(database, conn, target, shape)
+        shapes = corpus(project, conn)
         results = {}
         for step in (False, True):
             set_index_step(conn, SOURCE_SCHEMA, on=step)
@@ -124,7 +132,7 @@ def bench_fleet(
             results["with index step" if step else "Crystal Forge's indexes"] = time_shapes(
                 conn, shapes, runs
             )
-    return rows["derivation_dependencies"], results
+    return dependency_rows, results
 
 
 def format_table(label: str, dependency_rows: int, results: dict[str, Timings]) -> str:
@@ -148,19 +156,26 @@ def format_table(label: str, dependency_rows: int, results: dict[str, Timings]) 
     return "\n".join(lines)
 
 
-def bench_command(database: Database, args: Any) -> int:
-    """`buildqueue bench [SIZES...] [--runs N] [--seed N]`: 2 on a bad size or target."""
+def parse_sizes(args: Any) -> list[FleetShape] | None:
+    """The fleets to load, or None after saying on stderr why not (production, bad size)."""
     if args.target in project_vars()["production_targets"]:
         print(
             f"error: refusing to load synthetic fleets into target '{args.target}' (a "
             "production target). Fix: use --target dev or ci.",
             file=sys.stderr,
         )
-        return 2
+        return None
     try:
-        shapes = [parse_shape(size, args.seed) for size in args.sizes or DEFAULT_SIZES]
+        return [parse_shape(size, args.seed) for size in args.sizes or DEFAULT_SIZES]
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
+        return None
+
+
+def bench_command(database: Database, args: Any) -> int:
+    """`buildqueue bench [SIZES...] [--runs N] [--seed N]`: 2 on a bad size or target."""
+    shapes = parse_sizes(args)
+    if shapes is None:
         return 2
     tables, select_star = [], []
     for shape in shapes:

@@ -1,5 +1,5 @@
 """Reading PostgreSQL plans (``explain (analyze, format json)``): parallelism, and how many
-times the package aggregation ran (`./run bench` and the plan test read both)."""
+times the view's aggregations ran (`./run bench` and pytests/test_plans.py read them)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from typing import Any
 import psycopg
 
 Plan = dict[str, Any]
-DEPENDENCY_TABLE = "derivation_dependencies"
+AGGREGATED_TABLES = {"derivation_dependencies", "build_reservations"}
+"""What the view aggregates per system: package dependencies, reservations."""
 
 
 def explain(conn: psycopg.Connection, query: str) -> Plan:
@@ -31,8 +32,8 @@ def is_parallel(plan: Plan) -> bool:
     return any(node.get("Workers Launched", 0) for node in nodes(plan))
 
 
-def package_aggregation_runs(plan: Plan) -> int:
-    """The most times any aggregate over the dependency rows ran (its loops), 0 if never.
+def aggregation_runs(plan: Plan) -> int:
+    """The most times an aggregate over dependencies or reservations ran (loops), 0 if never.
 
     Run without parallel workers, so one execution is one loop."""
     return max(
@@ -40,7 +41,7 @@ def package_aggregation_runs(plan: Plan) -> int:
             node.get("Actual Loops", 0)
             for node in nodes(plan)
             if node["Node Type"] == "Aggregate"
-            and any(n.get("Relation Name") == DEPENDENCY_TABLE for n in nodes(node))
+            and any(n.get("Relation Name") in AGGREGATED_TABLES for n in nodes(node))
         ),
         default=0,
     )
