@@ -7,7 +7,7 @@ import json
 import pytest
 
 from buildqueue.dbt import DbtProject
-from buildqueue.perf.grafana_files import DASHBOARD_FILE, load_dashboard
+from support.grafana_files import DASHBOARD_FILE, load_dashboard
 
 SOURCES = {"build_reservations", "commits", "derivation_dependencies", "derivations"}
 

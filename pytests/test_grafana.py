@@ -20,11 +20,10 @@ from psycopg import sql
 
 from buildqueue.database import Database
 from buildqueue.dbt import DbtProject, project_vars
-from buildqueue.perf import grafana_files
-from buildqueue.perf.grafana_files import TimeRange
 from buildqueue.sampler import SAMPLE_MODEL
-from support import grafana_checks
+from support import grafana_checks, grafana_files
 from support.example import EXPECTED_ROWS
+from support.grafana_files import TimeRange
 
 EXAMPLE_RANGE = TimeRange(datetime(2024, 1, 1, tzinfo=UTC), datetime.now(UTC))
 """A dashboard time range holding every example commit (January 2024)."""

@@ -22,9 +22,8 @@ from typing import Any
 
 from buildqueue.database import Database
 from buildqueue.paths import SCRATCH_DIR
-from buildqueue.perf import grafana_files as gf
 from buildqueue.perf.bench import parse_sizes, prepare_fleet
-from buildqueue.perf.corpus import grafana_queries
+from buildqueue.perf.corpus import grafana_queries, pool_size
 
 LATE_SHARE = 0.01
 RULE_PERIOD_S = 60
@@ -44,12 +43,6 @@ def pgbench() -> str:
     if not found:
         raise SystemExit("error: no pgbench found. Fix: apt-get install postgresql-client.")
     return found
-
-
-def pool_size() -> int:
-    """maxOpenConns of the provisioned data source: the connections Grafana opens."""
-    (source,) = gf.load_yaml(gf.DATASOURCES_FILE)["datasources"]
-    return int(source["jsonData"]["maxOpenConns"])
 
 
 def late_share(

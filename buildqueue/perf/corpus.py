@@ -9,15 +9,21 @@ the connection's ``search_path`` (the view's schema), as Grafana's data source d
 
 from __future__ import annotations
 
-from datetime import timedelta
+import json
+import re
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
+import yaml
 
 from buildqueue.dbt import DbtProject
 from buildqueue.paths import PROJECT_DIR
-from buildqueue.perf import grafana_files as gf
 
+GRAFANA = PROJECT_DIR / "grafana"
+DASHBOARD = GRAFANA / "dashboards" / "build-queue.json"
+ALERTING = GRAFANA / "provisioning" / "alerting" / "buildqueue-alerts.yaml"
+DATASOURCES = GRAFANA / "provisioning" / "datasources" / "buildqueue.yaml"
 COMPILED_ANALYSES = PROJECT_DIR / "target" / "compiled" / "buildqueue" / "analyses"
 NICE_INTERVALS = (1, 5, 10, 15, 20, 30, 60, 300, 600, 900, 1800, 3600, 10800, 21600, 43200)
 """Seconds Grafana rounds ``$__interval`` to (rangeutil's roundInterval), up to 12 h."""
@@ -43,26 +49,52 @@ UPSTREAM = {
 }
 
 
-def grafana_interval(span: timedelta, max_points: int) -> str:
-    """``$__interval`` for a range and a panel's maxDataPoints, rounded up as Grafana does."""
+def grafana_interval(span: timedelta, max_points: int) -> int:
+    """``$__interval`` in seconds for a range and a panel's maxDataPoints, rounded up."""
     raw = span.total_seconds() / max_points
-    return f"{next((s for s in NICE_INTERVALS if s >= raw), NICE_INTERVALS[-1])}s"
+    return next((s for s in NICE_INTERVALS if s >= raw), NICE_INTERVALS[-1])
+
+
+def expand(sql: str, span: timedelta, interval: int) -> str:
+    """Grafana's macros as its PostgreSQL data source expands them (macros.go), the few used:
+    ``$__timeFilter``, ``$__time``, ``$__timeGroupAlias(col, $__interval)``."""
+    end = datetime.now(UTC)
+    start, stop = ((end - span).isoformat(), end.isoformat())
+    sql = re.sub(r"\$__timeFilter\((\w+)\)", rf"\1 BETWEEN '{start}' AND '{stop}'", sql)
+    sql = re.sub(
+        r"\$__timeGroupAlias\((\w+), *\$__interval\)",
+        rf'floor(extract(epoch from \1)/{interval})*{interval} AS "time"',
+        sql,
+    )
+    sql = re.sub(r"\$__time\((\w+)\)", r'\1 AS "time"', sql)
+    if "$" in sql:
+        raise ValueError(f"a Grafana macro this tool does not expand is left in: {sql!r}")
+    return sql
+
+
+def pool_size() -> int:
+    """maxOpenConns of the provisioned data source: the connections Grafana opens."""
+    (source,) = yaml.safe_load(DATASOURCES.read_text())["datasources"]
+    return int(source["jsonData"]["maxOpenConns"])
 
 
 def grafana_queries() -> dict[str, str]:
-    """The dashboard's panel queries and the alert rules' queries, macros expanded."""
-    dashboard = gf.load_dashboard()
+    """The dashboard's panel queries and the alert rules' queries, macros expanded.
+
+    Panels on Grafana's Dashboard data source send nothing (they reuse another's rows)."""
+    dashboard = json.loads(DASHBOARD.read_text())
     span = timedelta(days=int(dashboard["time"]["from"].removeprefix("now-").rstrip("d")))
-    time_range = gf.TimeRange.last(span)
     queries = {}
-    for panel, target in gf.sql_targets(dashboard):
-        interval = grafana_interval(span, panel.get("maxDataPoints", 1000))
-        sql = gf.expand_macros(target["rawSql"], time_range, interval)
-        queries[f"panel: {panel['title']}"] = sql
-    for _group, rule in gf.alert_rules(gf.load_yaml(gf.ALERTING_FILE)):
-        for query in gf.rule_queries(rule):
-            sql = gf.expand_macros(query["model"]["rawSql"], gf.TimeRange.last(timedelta(0)))
-            queries[f"rule: {rule['title']}"] = sql
+    for panel in dashboard["panels"]:
+        for target in panel.get("targets", []):
+            if "rawSql" in target:
+                interval = grafana_interval(span, panel.get("maxDataPoints", 1000))
+                queries[f"panel: {panel['title']}"] = expand(target["rawSql"], span, interval)
+    for group in yaml.safe_load(ALERTING.read_text())["groups"]:
+        for rule in group["rules"]:
+            for item in rule["data"]:
+                if "rawSql" in item["model"]:
+                    queries[f"rule: {rule['title']}"] = expand(item["model"]["rawSql"], span, 1)
     return queries
 
 

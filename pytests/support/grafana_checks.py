@@ -4,7 +4,7 @@
 the data source, the panels that reuse the source panel's rows); `run_query` and
 `evaluate_rule` run a panel's or an alert rule's SQL, with Grafana's macros expanded, and
 evaluate a rule's reduce/threshold chain on the result. Reading the files and expanding the
-macros lives in `buildqueue.perf.grafana_files`, which the load command shares.
+macros lives in `support.grafana_files` (pytests/support/grafana_files.py).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 
 import psycopg
 
-from buildqueue.perf.grafana_files import (
+from support.grafana_files import (
     DASHBOARD_DATASOURCE_UID,
     EXPRESSION_UID,
     VIEW_NAME,
@@ -140,7 +140,7 @@ def _view_query_problems(dashboard: dict[str, Any]) -> list[str]:
             problems.append(
                 f"panel {panel_id} is excused from the one-view-query rule but does not query "
                 f"{VIEW_NAME}: remove it from VIEW_QUERY_EXCEPTIONS in "
-                "buildqueue/perf/grafana_files.py"
+                "pytests/support/grafana_files.py"
             )
     counted = [panel for panel in readers if panel.get("id") not in VIEW_QUERY_EXCEPTIONS]
     if len(counted) > 1:

@@ -1,8 +1,7 @@
 """The Grafana dashboard and alert rules in grafana/, read without a Grafana server.
 
 It loads the provisioning files, lists every panel and alert query and expands the
-PostgreSQL data source's macros (``$__timeFilter(col)`` ...) the way Grafana does, so
-`./run load` (`buildqueue.perf.capacity`) sends exactly the dashboard's queries. The
+PostgreSQL data source's macros (``$__timeFilter(col)`` ...) the way Grafana does. The
 tests' checks of the files and the alert evaluation are in pytests/support/grafana_checks.py;
 the panels' transformations run in Grafana's own code (pytests/support/transformations.py).
 
