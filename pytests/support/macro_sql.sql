@@ -5,9 +5,7 @@
     with a `-- lint: <label>` line. Nothing here runs: compile only renders.
     Queries a macro runs itself come from a macro of their own (view_columns_are_kept_query,
     ...), so they are here too. Not covered: one-line statements built by string
-    concatenation (assert_not_standby's `select pg_is_in_recovery()`, the status lookup,
-    source_index_predicates' probe statements, create_source_indexes' `alter statistics`
-    and `analyze`).
+    concatenation (assert_not_standby's `select pg_is_in_recovery()`, the status lookup).
 #}
 {%- set schema = 'crystal_forge_source' -%}
 {%- set samples = api.Relation.create(database=target.database, schema=target.schema, identifier='build_queue_samples') -%}
@@ -38,21 +36,3 @@
 {{ view_columns_query(view) }}
 -- lint: operations/pause_view_for_upgrade.sql paused_view_sql
 {{ paused_view_sql(view, ['null::text collate "C" as "system_name"', 'null::bigint as "total_packages"'], 'paused for an upgrade') }}
--- lint: operations/source_indexes.sql source_index_coverage_query
-{{ source_index_coverage_query(schema) }}
--- lint: operations/source_indexes.sql source_index_coverage_query (with predicates)
-{{ source_index_coverage_query(schema, {'5': "(derivation_type = 'package'::text)"}) }}
--- lint: operations/source_indexes.sql source_statistics_coverage_query
-{{ source_statistics_coverage_query(schema) }}
--- lint: operations/source_indexes.sql coverage_as_json_query
-{{ coverage_as_json_query(source_statistics_coverage_query(schema)) }}
--- lint: operations/source_indexes.sql source_index_tables_query
-{{ source_index_tables_query(schema, ['derivations', 'build_reservations']) }}
-{%- for index in source_indexes() %}
--- lint: operations/source_indexes.sql source_index_ddl ({{ index.name }})
-{{ source_index_ddl(schema, index, concurrently=true) }}
-{%- endfor %}
-{%- for statistic in source_statistics() %}
--- lint: operations/source_indexes.sql source_statistic_ddl ({{ statistic.name }})
-{{ source_statistic_ddl(schema, statistic) }}
-{%- endfor %}
