@@ -6,7 +6,7 @@ import {
   dataFrameFromJSON,
   dateTime,
   getFieldDisplayName,
-  rangeutil,
+  rangeUtil,
   standardTransformers,
   standardTransformersRegistry,
   transformDataFrame,
@@ -71,12 +71,12 @@ window.grafanaTransform = (frames, transformations) => {
   });
 };
 
-// Grafana's $__interval for a panel: rangeutil.calculateInterval(range, maxDataPoints,
+// Grafana's $__interval for a panel: rangeUtil.calculateInterval(range, maxDataPoints,
 // minInterval), what Grafana's query runner puts in the panel's query before sending it.
 window.grafanaInterval = (fromMs, toMs, maxDataPoints, minInterval) => {
   const from = dateTime(fromMs);
   const to = dateTime(toMs);
-  return rangeutil.calculateInterval({ from, to, raw: { from, to } }, maxDataPoints, minInterval);
+  return rangeUtil.calculateInterval({ from, to, raw: { from, to } }, maxDataPoints, minInterval);
 };
 
 window.grafanaDataVersion = GRAFANA_DATA_VERSION;

@@ -260,7 +260,7 @@ class GrafanaTransformations:
         self._browser = None
 
     def interval(self, start: datetime, end: datetime, max_points: int) -> str:
-        """Grafana's ``$__interval`` for a panel (``rangeutil.calculateInterval``), e.g. "3h"."""
+        """Grafana's ``$__interval`` for a panel (``rangeUtil.calculateInterval``), e.g. "3h"."""
         if self._browser is None:
             raise TransformationError("use GrafanaTransformations as a context manager")
         script = "return window.grafanaInterval(...arguments).interval"
