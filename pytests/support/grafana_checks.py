@@ -261,11 +261,14 @@ def _rule_query_problems(
 
 
 def run_query(
-    conn: psycopg.Connection, sql: str, time_range: TimeRange
+    conn: psycopg.Connection, sql: str, time_range: TimeRange, interval: str = "1m"
 ) -> tuple[list[str], list[tuple[Any, ...]]]:
-    """Expand the macros, run the query; return (column names, rows)."""
+    """Expand the macros, run the query; return (column names, rows).
+
+    ``interval``: Grafana's ``$__interval``; the default, the sample interval, gives one
+    history point per sample (test_history_panel.py checks Grafana's own interval)."""
     with conn.cursor() as cur:
-        cur.execute(expand_macros(sql, time_range))
+        cur.execute(expand_macros(sql, time_range, interval))
         columns = [column.name for column in cur.description or []]
         return columns, list(cur.fetchall())
 

@@ -140,6 +140,7 @@ class ReplicaPair:
     run_dir: Path
     standby_start_seconds: float
     timings: dict[str, float] = field(default_factory=dict)
+    replication_role: str = REPLICATION_ROLE
 
     def wait_for_replay(self, timeout: float = TIMEOUT_SECONDS) -> float:
         """Seconds until the standby replayed the primary's current WAL (`ReplicaError`)."""
