@@ -6,7 +6,6 @@
     bench          -- `./run bench`: each shape against select *, without and with the index step
     plans          -- reading EXPLAIN plans (parallelism, how often an aggregation ran)
     capacity       -- `./run load`: Grafana viewers one server carries, with pgbench
-    grafana_files  -- the dashboard's and alert rules' SQL as Grafana sends it (macros expanded)
 
 Numbers from these tools are recorded in docs/performance.md and docs/replicas.md.
 """

@@ -3,7 +3,8 @@
 For each fleet (`buildqueue.perf.fleet`, loaded in Crystal Forge's shape with its own
 indexes), build the view and the queue history over it, fill a month of samples, then time
 every shape of `buildqueue.perf.corpus` twice: on Crystal Forge's indexes alone and with
-the index step (`buildqueue.perf.catalog.INDEX_STEP`). Per shape: ``explain (analyze)``
+the index step (`buildqueue.perf.catalog.INDEX_STEP`). The table goes to
+``.buildqueue/bench/results.md``, ``select *``'s plans next to it. Per shape: ``explain (analyze)``
 first (the warm-up, and whether parallel workers ran), then the median of ``runs`` runs,
 all shapes interleaved so the machine's load falls on every shape alike. It prints
 numbers and never fails on timing.
@@ -120,6 +121,7 @@ def bench_fleet(
     database: Database, target: str, shape: FleetShape, runs: int
 ) -> tuple[int, dict[str, Timings]]:
     """Load one fleet and time the corpus without and with the index step."""
+    OUTPUT.parent.mkdir(parents=True, exist_ok=True)
     with database.connect() as conn:
         project, dependency_rows = prepare_fleet(database, conn, target, shape)
         shapes = corpus(project, conn)
@@ -132,6 +134,9 @@ def bench_fleet(
             results["with index step" if step else "Crystal Forge's indexes"] = time_shapes(
                 conn, shapes, runs
             )
+            plan = conn.execute("explain (analyze, buffers) select * from view_build_queue_status")
+            name = f"{shape.label}{'-index-step' if step else ''}.plan.txt"
+            (OUTPUT.parent / name).write_text("\n".join(row[0] for row in plan) + "\n")
     return dependency_rows, results
 
 
