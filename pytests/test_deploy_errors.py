@@ -1,8 +1,7 @@
 """Every failure on the deploy path is one message with the fix.
 
-The status-name and wrong-schema cases live with their features (test_status_names.py,
-test_source_indexes.py); here: a reader role that does not exist, and the view read before
-it was built.
+The status-name cases live with their feature (test_status_names.py); here: a reader role
+that does not exist, and the view read before it was built.
 """
 
 from __future__ import annotations

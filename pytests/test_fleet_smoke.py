@@ -1,15 +1,15 @@
-"""Smoke test of the synthetic fleet: a tiny fleet, the view's invariants, view = baseline.
+"""Smoke test of the synthetic fleet and the benchmark: a tiny fleet, the view's invariants.
 
 The full benchmark (`buildqueue bench`) stays out of the test run; this checks that the
-generator loads, that the view built over it keeps its invariants, that the view and
-the benchmark's one-query baseline return the same rows, and that the two planner
-decisions the view's speed rests on still hold (sizes do not matter for those).
+generator loads in Crystal Forge's shape, that the view built over it keeps its
+invariants, that the queue can run in parallel, and that the benchmark's steps (a month
+of history, the index step, every corpus shape timed) work on it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -17,15 +17,12 @@ import pytest
 
 from buildqueue.database import Database
 from buildqueue.dbt import DbtProject
-from buildqueue.perf.benchmark import CurveFleet, check_same_rows, queued_systems, time_curve_point
+from buildqueue.perf.bench import fill_history, parse_shape, time_shapes
+from buildqueue.perf.catalog import set_index_step
+from buildqueue.perf.corpus import corpus
 from buildqueue.perf.fleet import FleetShape, generate
 from buildqueue.perf.loader import load_fleet
-from buildqueue.perf.plans import (
-    deduplicates_dependencies,
-    dependency_join_estimate,
-    explain,
-    nodes,
-)
+from buildqueue.perf.plans import explain, nodes
 from buildqueue.report import fetch_rows, view_query
 from support.scratch import ScratchSchemas, scratch_name
 
@@ -47,7 +44,7 @@ def fleet_conn(
     )
     with database.connect() as conn:
         load_fleet(project, conn, SOURCE_SCHEMA, SHAPE)
-        project.invoke("run", "--select", "view_build_queue_status")
+        project.invoke("run", "--select", "view_build_queue_status build_queue_samples")
         yield conn
 
 
@@ -81,31 +78,6 @@ def test_fleet_exercises_every_state(rows: list[dict[str, Any]]) -> None:
     assert any(row["cache_status"] == "waiting_for_cache_push" for row in rows)
 
 
-def test_view_and_baseline_agree(fleet_conn: psycopg.Connection) -> None:
-    assert check_same_rows(fleet_conn, VIEW_SCHEMA, SOURCE_SCHEMA) == SHAPE.systems
-
-
-def test_unique_dependency_rows_are_not_deduplicated_again(fleet_conn: psycopg.Connection) -> None:
-    """The primary key proves (system, package) unique: the plan must not group by package."""
-    assert not deduplicates_dependencies(explain(fleet_conn, view_query(VIEW_SCHEMA)))
-
-
-def test_without_the_primary_key_the_view_deduplicates(fleet_conn: psycopg.Connection) -> None:
-    """The same check sees de-duplication when it is needed, so the test above can fail."""
-    with fleet_conn.transaction(force_rollback=True):
-        fleet_conn.execute(
-            f"alter table {SOURCE_SCHEMA}.derivation_dependencies "
-            "drop constraint derivation_dependencies_pkey"
-        )
-        assert deduplicates_dependencies(explain(fleet_conn, view_query(VIEW_SCHEMA)))
-
-
-def test_dependency_join_is_sized_from_the_rows_it_returns(fleet_conn: psycopg.Connection) -> None:
-    """Without `nixos_id + 0` the planner expects about 2 % of the rows here (50x too few)."""
-    estimate = dependency_join_estimate(explain(fleet_conn, view_query(VIEW_SCHEMA), analyze=True))
-    assert 1 / 3 < estimate.ratio < 3, estimate
-
-
 def test_queue_can_run_in_parallel_however_few_pages_it_spans(
     fleet_conn: psycopg.Connection,
 ) -> None:
@@ -119,7 +91,7 @@ def test_queue_can_run_in_parallel_however_few_pages_it_spans(
     with fleet_conn.transaction(force_rollback=True):
         fleet_conn.execute("set local parallel_setup_cost = 0")
         fleet_conn.execute("set local parallel_tuple_cost = 0")
-        plan = explain(fleet_conn, view_query(VIEW_SCHEMA))
+        plan = explain(fleet_conn, view_query(VIEW_SCHEMA).as_string(fleet_conn))
     appends = [
         node for node in nodes(plan) if node["Node Type"] == "Append" and node.get("Parallel Aware")
     ]
@@ -142,17 +114,26 @@ def test_generator_is_deterministic() -> None:
     assert contents(FleetShape(40, 30, 1, seed=8)) != first
 
 
-def test_history_curve_shrinks_the_queue_and_restores_it(fleet_conn: psycopg.Connection) -> None:
-    """`./run bench --history-curve` parks queued systems: the view must follow exactly."""
-    fleet = CurveFleet(SHAPE, SOURCE_SCHEMA, VIEW_SCHEMA, queued_systems(fleet_conn, SOURCE_SCHEMA))
-    assert len(fleet.queued) == SHAPE.systems
-    try:
-        time_curve_point(fleet_conn, [fleet], 10, runs=1, log=lambda line: None)
-        assert [point.queued for point in fleet.points] == [10]
-        assert "join estimate" in fleet.points[0].plan
-        rows = fetch_rows(fleet_conn, VIEW_SCHEMA)
-        kept = {system_id for system_id, _ in fleet.queued[:10]}
-        assert {row["nixos_id"] for row in rows} == kept
-    finally:
-        time_curve_point(fleet_conn, [fleet], SHAPE.systems, runs=1, log=lambda line: None)
-    assert len(fetch_rows(fleet_conn, VIEW_SCHEMA)) == SHAPE.systems
+def test_bench_times_every_shape_with_and_without_the_index_step(
+    fleet_conn: psycopg.Connection, database: Database
+) -> None:
+    assert fill_history(fleet_conn, VIEW_SCHEMA, "1 hour", timedelta(days=2)) == 47
+    fleet_conn.execute(f"set search_path to {VIEW_SCHEMA}")
+    project = DbtProject(
+        database, target="ci", schema=VIEW_SCHEMA, vars={"source_schema": SOURCE_SCHEMA}
+    )
+    shapes = corpus(project, fleet_conn)
+    for on in (True, False):
+        set_index_step(fleet_conn, SOURCE_SCHEMA, on=on)
+        index = fleet_conn.execute(
+            "select to_regclass(%s)", [f"{SOURCE_SCHEMA}.idx_derivations_package_status"]
+        ).fetchone()
+        assert (index is not None and index[0] is not None) == on
+        timings = time_shapes(fleet_conn, shapes, runs=1)
+        assert set(timings) == set(shapes) and all(t > 0 for t, _ in timings.values())
+
+
+def test_bad_fleet_size_says_the_format() -> None:
+    assert parse_shape("30x20+h2") == FleetShape(30, 20, history=2)
+    with pytest.raises(ValueError, match="SYSTEMSxPACKAGES"):
+        parse_shape("30by20")

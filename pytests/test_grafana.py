@@ -20,11 +20,10 @@ from psycopg import sql
 
 from buildqueue.database import Database
 from buildqueue.dbt import DbtProject, project_vars
-from buildqueue.perf import grafana_files
-from buildqueue.perf.grafana_files import TimeRange
 from buildqueue.sampler import SAMPLE_MODEL
-from support import grafana_checks
+from support import grafana_checks, grafana_files
 from support.example import EXPECTED_ROWS
+from support.grafana_files import TimeRange
 
 EXAMPLE_RANGE = TimeRange(datetime(2024, 1, 1, tzinfo=UTC), datetime.now(UTC))
 """A dashboard time range holding every example commit (January 2024)."""
@@ -339,12 +338,14 @@ def test_queue_depth_panel(
             (r["time"], r["pending_packages"], r["work_remaining"])
             for r in _rows(conn, panel, until_now)
         ]
-        # one point per sample, oldest first; the build's sample holds the example's
-        # 1 + 0 + 2 pending and 2 + 0 + 3 building packages
-        assert points == [(JAN_14, 9, 13), (JAN_15, 6, 11), (taken_at, 3, 8)]
+        # one point per 1-minute $__interval (epoch seconds, as $__timeGroupAlias gives),
+        # oldest first; the build's sample holds the example's 1 + 0 + 2 pending and
+        # 2 + 0 + 3 building packages
+        epoch = [moment.timestamp() for moment in (JAN_14, JAN_15, taken_at)]
+        assert points == [(epoch[0], 9, 13), (epoch[1], 6, 11), (epoch[2], 3, 8)]
         # $__timeFilter really filters: from 2024-01-15 on, the 01-14 sample drops out
         later = TimeRange(datetime(2024, 1, 15, tzinfo=UTC), until_now.end)
-        assert [r["time"] for r in _rows(conn, panel, later)] == [JAN_15, taken_at]
+        assert [r["time"] for r in _rows(conn, panel, later)] == epoch[1:]
 
 
 @pytest.mark.parametrize(

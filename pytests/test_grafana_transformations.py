@@ -21,12 +21,11 @@ import psycopg
 import pytest
 
 from buildqueue.paths import PROJECT_DIR
-from buildqueue.perf import grafana_files
 from buildqueue.perf.fleet import STATUS_CATALOGUE
-from buildqueue.perf.grafana_files import TimeRange
-from support import transformations
+from support import grafana_files, transformations
 from support.browser import BrowserUnavailable
 from support.example import EXPECTED_ROWS, LATEST_HEARTBEAT_AGE_SECONDS
+from support.grafana_files import TimeRange
 from support.scratch import EXAMPLE_SCHEMA as SOURCE_SCHEMA
 from support.transformations import (
     Frame,

@@ -23,8 +23,8 @@ import yaml
 
 from buildqueue.dbt import project_vars
 from buildqueue.paths import PROJECT_DIR
-from buildqueue.perf import grafana_files
 from buildqueue.report import VIEW_COLUMNS
+from support import grafana_files
 from support.analyses import ANALYSES_DIR, analysis_names
 from support.docs_site import DocsArtifacts
 from support.example import AGE_COLUMNS, EXPECTED_ROWS, EXPECTED_SEED

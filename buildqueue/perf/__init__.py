@@ -1,15 +1,11 @@
-"""The performance lab: synthetic Crystal Forge fleets and what is measured on them.
+"""Performance tools: synthetic Crystal Forge fleets and what is measured on them.
 
-    fleet          -- the synthetic fleet generator (deterministic for a seed)
-    loader         -- COPY a fleet into a scratch schema, then index and analyze it
-    catalog        -- the Crystal Forge tables (named once) and a schema's indexes
-    benchmark      -- `./run bench`: the view against a baseline query on fleet shapes
-    plans          -- reading EXPLAIN plans (parallelism, join estimates)
-    load           -- Grafana-like pollers and percentiles
-    capacity       -- `./run load`: how many dashboard viewers a fleet's view carries
-    grafana_files  -- the dashboard's and alert rules' SQL as Grafana sends it (macros expanded)
-    sample_cost    -- what one queue-history sample costs (`python -m buildqueue.perf.sample_cost`)
-    replica, replica_load -- a primary and hot standby on 127.0.0.1, and the view's load on it
+    fleet, loader  -- the synthetic fleet generator; COPY it into tables in Crystal Forge's shape
+    catalog        -- the Crystal Forge tables, and the optional index step bench measures
+    corpus         -- every query shape asked of the view (spec, Grafana, upstream, filters)
+    bench          -- `./run bench`: each shape against select *, without and with the index step
+    plans          -- reading EXPLAIN plans (parallelism, how often an aggregation ran)
+    capacity       -- `./run load`: Grafana viewers one server carries, with pgbench
 
 Numbers from these tools are recorded in docs/performance.md and docs/replicas.md.
 """

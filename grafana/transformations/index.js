@@ -4,7 +4,9 @@
 // dashboard's panels are checked with the code Grafana runs, not with a re-implementation.
 import {
   dataFrameFromJSON,
+  dateTime,
   getFieldDisplayName,
+  rangeUtil,
   standardTransformers,
   standardTransformersRegistry,
   transformDataFrame,
@@ -67,6 +69,14 @@ window.grafanaTransform = (frames, transformations) => {
       complete: () => resolve(toPlain(last ?? [])),
     });
   });
+};
+
+// Grafana's $__interval for a panel: rangeUtil.calculateInterval(range, maxDataPoints,
+// minInterval), what Grafana's query runner puts in the panel's query before sending it.
+window.grafanaInterval = (fromMs, toMs, maxDataPoints, minInterval) => {
+  const from = dateTime(fromMs);
+  const to = dateTime(toMs);
+  return rangeUtil.calculateInterval({ from, to, raw: { from, to } }, maxDataPoints, minInterval);
 };
 
 window.grafanaDataVersion = GRAFANA_DATA_VERSION;

@@ -7,6 +7,7 @@
     crystal_forge    -- databases shaped like Crystal Forge's (crystal_forge_schema.sql) and
                         their indexes
     rehearsal        -- the README's deploy commands, run as written
+    grafana_files    -- the Grafana files read without a server, macros expanded as Grafana does
     grafana_checks   -- the Grafana files' wiring, and their panel and alert queries run
     transformations  -- the panels' transformations in Grafana's own code (@grafana/data),
                         in headless Chromium (browser: Selenium on Debian's chromium)
@@ -14,4 +15,6 @@
     analyses         -- the analyses compiled by dbt
     cli_process      -- the `buildqueue` command in a process of its own, as a shell runs it
     password_server  -- a user's own password-protected (scram-sha-256) server, and its DSN
+    pollers          -- Grafana-like clients polling the view (redeploys, the standby)
+    replica          -- a primary and a hot standby (pg_basebackup -R) on 127.0.0.1
 """

@@ -4,7 +4,7 @@
 the data source, the panels that reuse the source panel's rows); `run_query` and
 `evaluate_rule` run a panel's or an alert rule's SQL, with Grafana's macros expanded, and
 evaluate a rule's reduce/threshold chain on the result. Reading the files and expanding the
-macros lives in `buildqueue.perf.grafana_files`, which the load command shares.
+macros lives in `support.grafana_files` (pytests/support/grafana_files.py).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 
 import psycopg
 
-from buildqueue.perf.grafana_files import (
+from support.grafana_files import (
     DASHBOARD_DATASOURCE_UID,
     EXPRESSION_UID,
     VIEW_NAME,
@@ -140,7 +140,7 @@ def _view_query_problems(dashboard: dict[str, Any]) -> list[str]:
             problems.append(
                 f"panel {panel_id} is excused from the one-view-query rule but does not query "
                 f"{VIEW_NAME}: remove it from VIEW_QUERY_EXCEPTIONS in "
-                "buildqueue/perf/grafana_files.py"
+                "pytests/support/grafana_files.py"
             )
     counted = [panel for panel in readers if panel.get("id") not in VIEW_QUERY_EXCEPTIONS]
     if len(counted) > 1:
@@ -261,11 +261,14 @@ def _rule_query_problems(
 
 
 def run_query(
-    conn: psycopg.Connection, sql: str, time_range: TimeRange
+    conn: psycopg.Connection, sql: str, time_range: TimeRange, interval: str = "1m"
 ) -> tuple[list[str], list[tuple[Any, ...]]]:
-    """Expand the macros, run the query; return (column names, rows)."""
+    """Expand the macros, run the query; return (column names, rows).
+
+    ``interval``: Grafana's ``$__interval``; the default, the sample interval, gives one
+    history point per sample (test_history_panel.py checks Grafana's own interval)."""
     with conn.cursor() as cur:
-        cur.execute(expand_macros(sql, time_range))
+        cur.execute(expand_macros(sql, time_range, interval))
         columns = [column.name for column in cur.description or []]
         return columns, list(cur.fetchall())
 

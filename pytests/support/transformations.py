@@ -34,8 +34,8 @@ import psycopg
 from selenium.webdriver import Chrome
 
 from buildqueue.paths import SCRATCH_DIR
-from buildqueue.perf.grafana_files import GRAFANA_DIR, TimeRange, expand_macros
 from support.browser import headless_chromium, serve_directory
+from support.grafana_files import GRAFANA_DIR, TimeRange, expand_macros
 
 PACKAGE_DIR = GRAFANA_DIR / "transformations"
 """package.json, package-lock.json (the pinned @grafana/data) and the bundle's entry."""
@@ -258,6 +258,14 @@ class GrafanaTransformations:
     def __exit__(self, *exc: object) -> None:
         self._stack.close()
         self._browser = None
+
+    def interval(self, start: datetime, end: datetime, max_points: int) -> str:
+        """Grafana's ``$__interval`` for a panel (``rangeUtil.calculateInterval``), e.g. "3h"."""
+        if self._browser is None:
+            raise TransformationError("use GrafanaTransformations as a context manager")
+        script = "return window.grafanaInterval(...arguments).interval"
+        start_ms, end_ms = (int(t.timestamp() * 1000) for t in (start, end))
+        return str(self._browser.execute_script(script, start_ms, end_ms, max_points, None))
 
     def apply(
         self, transformations: list[dict[str, Any]], frames: list[dict[str, Any]]

@@ -16,11 +16,17 @@ systems as (
     select * from {{ ref('int_systems_filtered_to_queue') }}
 ),
 
-package_counts as (
+{#
+    materialized (both aggregations): each runs once per query, whatever the filter.
+    Inlined, a filter on another column let the planner put one on the inner side of a
+    nested loop under a one-row estimate and re-run it per system (190 s).
+    docs/performance.md ("Each aggregation once")
+#}
+package_counts as materialized (
     select * from {{ ref('int_system_packages_aggregated') }}
 ),
 
-reservation_summaries as (
+reservation_summaries as materialized (
     select * from {{ ref('int_system_reservations_aggregated') }}
 ),
 

@@ -1,14 +1,10 @@
-"""Pollers of the view, and the scratch schemas of `buildqueue load`.
-
-`poll_view` is one Grafana-like client: its own connection, one short autocommit
-transaction per query, every row fetched. The redeploy tests run it while dbt rebuilds
-the view. The capacity search of `buildqueue load` (viewers sending the dashboard's own
-queries) lives in `buildqueue.perf.capacity`, and uses `percentile` from here.
+"""Pollers of the view: `poll_view` is one Grafana-like client (its own connection, one
+short autocommit transaction per query, every row fetched). The redeploy and replica tests
+run them while dbt rebuilds the view.
 """
 
 from __future__ import annotations
 
-import statistics
 import threading
 import time
 from collections import Counter
@@ -18,9 +14,6 @@ import psycopg
 
 from buildqueue.database import Database, DatabaseError
 from buildqueue.report import view_query
-
-LOAD_SOURCE_SCHEMA = "crystal_forge_load"
-LOAD_VIEW_SCHEMA = "buildqueue_load"
 
 
 @dataclass
@@ -115,12 +108,3 @@ class Pollers:
         self.seconds = time.perf_counter() - self._started
         for result in self._results:
             self.stats.merge(result)
-
-
-def percentile(values: list[float], share: float) -> float:
-    """The ``share`` quantile (0..1) of ``values``, by linear interpolation."""
-    if not values:
-        return float("nan")
-    if len(values) == 1:
-        return values[0]
-    return statistics.quantiles(values, n=1000, method="inclusive")[round(share * 1000) - 1]

@@ -1,8 +1,7 @@
 """The Grafana dashboard and alert rules in grafana/, read without a Grafana server.
 
 It loads the provisioning files, lists every panel and alert query and expands the
-PostgreSQL data source's macros (``$__timeFilter(col)`` ...) the way Grafana does, so
-`./run load` (`buildqueue.perf.capacity`) sends exactly the dashboard's queries. The
+PostgreSQL data source's macros (``$__timeFilter(col)`` ...) the way Grafana does. The
 tests' checks of the files and the alert evaluation are in pytests/support/grafana_checks.py;
 the panels' transformations run in Grafana's own code (pytests/support/transformations.py).
 
@@ -184,8 +183,12 @@ def parse_interval(text: str) -> float:
     return int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
 
 
-def expand_macros(sql: str, time_range: TimeRange) -> str:
-    """Expand the PostgreSQL data source's macros in ``sql`` the way Grafana does."""
+def expand_macros(sql: str, time_range: TimeRange, interval: str | None = None) -> str:
+    """Expand the PostgreSQL data source's macros in ``sql`` the way Grafana does.
+
+    ``interval``: what Grafana's front end puts for ``$__interval`` (e.g. "3h")."""
+    if interval is not None:
+        sql = sql.replace("$__interval", interval)
 
     def replace(match: re.Match[str]) -> str:
         name = match.group(1)
