@@ -168,6 +168,7 @@ CATALOG = {
         select n.nspname, c.relname, c.relkind::text, pg_get_userbyid(c.relowner),
             coalesce(c.relacl::text, ''), coalesce(c.reloptions::text, ''),
             coalesce(case when c.relkind = 'v' then pg_get_viewdef(c.oid) end, ''),
+            coalesce(obj_description(c.oid, 'pg_class'), ''),
             (select coalesce(string_agg(
                 a.attname || ' ' || format_type(a.atttypid, a.atttypmod), ', ' order by a.attnum
              ), '') from pg_attribute as a
@@ -181,7 +182,7 @@ CATALOG = {
             defaclobjtype::text, defaclacl::text from pg_default_acl""",
 }
 """What a deploy may change, by names and definitions (no oids): schemas and their ACLs,
-relations with owner, ACL, options, view definition and columns, indexes, default ACLs."""
+relations with owner, ACL, options, view definition, comment and columns, indexes, default ACLs."""
 
 
 def catalog(conn: psycopg.Connection) -> dict[str, list[tuple]]:
