@@ -4,23 +4,19 @@ analysis against its Grafana rule on planted queue histories."""
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
 
 import psycopg
 import pytest
-import yaml
 
 from buildqueue.database import Database
 from buildqueue.dbt import DbtError, DbtOutcome, DbtProject
-from buildqueue.paths import PROJECT_DIR
 from buildqueue.sampler import SAMPLE_MODEL
 from support.analyses import COMPILED_DIR, analysis_names, compile_analyses
 from support.example import EXPECTED_ROWS
 from support.grafana_checks import evaluate_rule
-from support.relations import run_dbt
+from support.relations import alert_rule, run_dbt
 from support.scratch import ScratchSchemas
 
-ALERTING = PROJECT_DIR / "grafana/provisioning/alerting/buildqueue-alerts.yaml"
 GROWTH = "alert_queue_growing_over_window"
 WORK = [(r["commit_timestamp"], 1, r["pending_packages"] + r["building_packages"],
          r["active_workers"]) for r in EXPECTED_ROWS]  # fmt: skip
@@ -46,13 +42,6 @@ CASES = {  # analysis, vars, columns (expressions over its rows) -> rows on the 
     "alert_system_stuck_building 4 hours": (
         {"stuck_building_threshold": "4 hours"}, "system_name", []),  # server-c: 3 hours
 }  # fmt: skip
-
-
-def rule(uid: str) -> dict[str, Any]:
-    """The Grafana alert rule ``uid`` as provisioned."""
-    groups = yaml.safe_load(ALERTING.read_text())["groups"]
-    (found,) = [r for group in groups for r in group["rules"] if r["uid"] == uid]
-    return found
 
 
 def run_analysis(conn: psycopg.Connection, sql: str, columns: str = "*") -> list[tuple]:
@@ -128,7 +117,7 @@ def test_the_growth_alert_analysis_is_the_grafana_rule(
         for case, (ages, growth) in HISTORIES.items():
             plant(conn, history.schema, ages)
             assert run_analysis(conn, sql, "pending_growth") == [(growth,)], case
-            evaluation = evaluate_rule(rule("buildqueue-queue-growing-window"), conn)
+            evaluation = evaluate_rule(alert_rule("buildqueue-queue-growing-window"), conn)
             assert (evaluation.value, evaluation.firing) == (growth, growth > 0), case
 
 

@@ -1,17 +1,21 @@
 """dbt-core's test helpers in this project's shape: `run_dbt` and `check_relations_equal`
-(the view against the seeded expected rows, `except all` both ways)."""
+(the view against the seeded expected rows, `except all` both ways); `alert_rule`, the
+Grafana rule an alert analysis must agree with."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import psycopg
+import yaml
 
 from buildqueue.dbt import DbtOutcome, DbtProject
+from buildqueue.paths import PROJECT_DIR
 from buildqueue.report import VIEW_COLUMNS
 from support.example import EXPECTED_ROWS
 
 EXPECTED = "expected_view_build_queue_status"
+ALERTING = PROJECT_DIR / "grafana" / "provisioning" / "alerting" / "buildqueue-alerts.yaml"
 TIMES = ("earliest_reservation", "latest_heartbeat")
 """The view's times; the seed holds them as ages at load time (<time>_age_seconds)."""
 
@@ -48,3 +52,10 @@ def check_relations_equal(conn: psycopg.Connection, view: str, expected: str) ->
     assert diff == [], diff
     order = [nixos_id for (nixos_id,) in conn.execute(f"select nixos_id from {view}")]
     assert order == [row["nixos_id"] for row in EXPECTED_ROWS]  # the seed's row order
+
+
+def alert_rule(uid: str) -> dict[str, Any]:
+    """The Grafana alert rule ``uid`` as provisioned."""
+    groups = yaml.safe_load(ALERTING.read_text())["groups"]
+    (found,) = [rule for group in groups for rule in group["rules"] if rule["uid"] == uid]
+    return found
