@@ -36,13 +36,13 @@ EVALUATE = """
     ), system as (
         insert into derivations (commit_id, derivation_type, derivation_name, derivation_path,
             status_id, attempt_count)
-        select id, 'nixos', %(name)s, '/nix/store/' || md5(%(name)s) || '-nixos.drv', %(status)s,
-            %(attempts)s
+        select id, 'nixos', %(name)s, '/nix/store/' || md5(%(name)s) || '-nixos.drv',
+            (select id from derivation_statuses where name = 'dry-run-complete'), %(attempts)s
         from commit returning id
     ), packages as (
         insert into derivations (derivation_type, derivation_name, derivation_path, status_id)
         select 'package', %(name)s || '-pkg-' || i, '/nix/store/' || md5(%(name)s || i) || '.drv',
-            %(status)s
+            (select id from derivation_statuses where name = 'dry-run-complete')
         from generate_series(1, %(packages)s) as i returning id
     ), links as (
         insert into derivation_dependencies (derivation_id, depends_on_id)
@@ -50,12 +50,20 @@ EVALUATE = """
     )
     select id from system
 """
-CLAIMABLE = """
+
+
+def status(name: str) -> str:
+    """Crystal Forge's id for a status name, as SQL."""
+    return f"(select id from derivation_statuses where name = '{name}')"
+
+
+CLAIMABLE = f"""
     select d.id from derivations d
     join commits c on c.id = d.commit_id
     left join build_reservations br on br.derivation_id = d.id
-    where d.derivation_type = 'nixos' and d.status_id in (%s, %s)
-        and d.derivation_path is not null and d.attempt_count <= 5 and br.id is null
+    where d.derivation_type = 'nixos' and br.id is null and d.derivation_path is not null
+        and d.status_id in ({status("dry-run-complete")}, {status("build-pending")})
+        and d.attempt_count <= 5
     order by c.commit_timestamp desc, d.id limit 1
 """
 
@@ -68,86 +76,80 @@ class Forge:
     schema: str
     stalled_sql: str
 
-    def sql(self, query: str, params: list[Any] | dict[str, Any] | None = None) -> list[Any]:
+    def sql(self, *statements: str, **params: Any) -> list[Any]:
+        """The statements in one transaction, as one call of the builder; the last's rows."""
         with self.db.connect(options=f"-c search_path={self.schema},public") as conn:
-            cursor = conn.execute(query, params)
+            with conn.transaction():
+                for statement in statements:
+                    cursor = conn.execute(statement, params or None)
             return cursor.fetchall() if cursor.description else []
-
-    def status(self, name: str) -> int:
-        return self.sql("select id from derivation_statuses where name = %s", [name])[0][0]
 
     def evaluate(self, name: str, packages: int, attempts: int = 0) -> int:
         """The evaluator: a commit, the system and its packages, all dry-run-complete."""
-        status = self.status("dry-run-complete")
-        params = {"name": name, "packages": packages, "attempts": attempts, "status": status}
-        return self.sql(EVALUATE, params)[0][0]
+        return self.sql(EVALUATE, name=name, packages=packages, attempts=attempts)[0][0]
 
     def claim(self, worker: str) -> int | None:
         """claim_next_derivation: the newest claimable system, reserved and set
         build-inprogress in one transaction; None when nothing is claimable."""
-        waiting = [self.status("dry-run-complete"), self.status("build-pending")]
         with self.db.connect() as conn, conn.transaction():
-            found = conn.execute(CLAIMABLE, waiting).fetchone()
+            found = conn.execute(CLAIMABLE).fetchone()
             if found is None:
                 return None
             conn.execute(
                 "insert into build_reservations (worker_id, derivation_id,"
                 " nixos_derivation_id) values (%s, %s, %s)"
                 " on conflict (derivation_id) do nothing",
-                [worker, found[0], found[0]],
+                [worker, *found, *found],
             )
-            conn.execute("update derivations set status_id = %s, started_at = now(),"
-                         " attempt_count = coalesce(attempt_count, 0) + 1"
-                         " where id = %s and status_id in (%s, %s)",
-                         [self.status("build-inprogress"), found[0], *waiting])  # fmt: skip
+            conn.execute(f"update derivations set status_id = {status('build-inprogress')},"
+                         " started_at = now(), attempt_count = coalesce(attempt_count, 0) + 1"
+                         f" where id = %s and status_id in ({status('dry-run-complete')},"
+                         f" {status('build-pending')})", found)  # fmt: skip
         return found[0]
 
     def claim_package(self, worker: str, package: int, system: int) -> None:
         """The spec's package-level protocol: a package reserved for its system."""
         self.sql("insert into build_reservations (worker_id, derivation_id, nixos_derivation_id)"
-                 " values (%s, %s, %s)", [worker, package, system])  # fmt: skip
-        self.sql("update derivations set status_id = %s, started_at = now() where id = %s",
-                 [self.status("build-inprogress"), package])  # fmt: skip
+                 " values (%(worker)s, %(package)s, %(system)s)",
+                 f"update derivations set status_id = {status('build-inprogress')},"
+                 " started_at = now() where id = %(package)s",
+                 worker=worker, package=package, system=system)  # fmt: skip
 
     def heartbeat(self, worker: str) -> None:
-        self.sql(
-            "update build_reservations set heartbeat_at = now() where worker_id = %s", [worker]
-        )
+        self.sql("update build_reservations set heartbeat_at = now() where worker_id = %(w)s",
+                 w=worker)  # fmt: skip
 
     def wait(self, seconds: int) -> None:
-        for table, columns in SHIFTED.items():
-            moves = ", ".join(f"{c} = {c} - make_interval(secs => %(s)s)" for c in columns)
-            self.sql(f"update {table} set {moves}", {"s": seconds})
+        self.sql(*[f"update {table} set " + ", ".join(f"{c} = {c} - %(s)s * interval '1 second'"
+                                                    for c in columns)
+                   for table, columns in SHIFTED.items()], s=seconds)  # fmt: skip
 
     def cleanup(self) -> list[int]:
-        """cleanup_stale_reservations, run every 60 s: heartbeats older than 300 s."""
-        reclaimed = self.sql("delete from build_reservations where heartbeat_at < now()"
-                             " - interval '300 seconds' returning derivation_id")  # fmt: skip
+        """cleanup_stale_reservations, every 60 s: reservations silent for over 300 s."""
+        reclaimed = self.sql(
+            "delete from build_reservations where heartbeat_at"
+            " < now() - interval '300 seconds' returning derivation_id"
+        )
         for (derivation,) in reclaimed:
-            self.sql("update derivations set status_id = %s, started_at = null where id = %s",
-                     [self.status("dry-run-complete"), derivation])  # fmt: skip
+            self.sql(
+                f"update derivations set status_id = {status('dry-run-complete')},"
+                " started_at = null where id = %(d)s",
+                d=derivation,
+            )
         return [derivation for (derivation,) in reclaimed]
 
     def finish(self, worker: str, derivation: int, succeeded: bool = True) -> None:
         """mark_build_complete_and_release / mark_build_failed_and_release."""
-        with self.db.connect() as conn, conn.transaction():
-            conn.execute("delete from build_reservations where worker_id = %s and derivation_id"
-                         " = %s", [worker, derivation])  # fmt: skip
-            if succeeded:
-                conn.execute("update derivations set status_id = %s, completed_at = now(),"
-                             " store_path = '/nix/store/' || md5(id::text) where id = %s",
-                             [self.status("build-complete"), derivation])  # fmt: skip
-            else:
-                conn.execute(
-                    "update derivations set status_id = %s, error_message = 'failed',"
-                    " attempt_count = attempt_count + 1, completed_at = now()"
-                    " where id = %s",
-                    [self.status("build-failed"), derivation],
-                )
+        done = (f"status_id = {status('build-complete')}, store_path = '/nix/' || md5(id::text)"
+                if succeeded else f"status_id = {status('build-failed')}, error_message = 'failed',"
+                " attempt_count = attempt_count + 1")  # fmt: skip
+        self.sql("delete from build_reservations where worker_id = %(w)s and derivation_id = %(d)s",
+                 f"update derivations set {done}, completed_at = now() where id = %(d)s",
+                 w=worker, d=derivation)  # fmt: skip
 
     def cache_pushed(self, derivation: int) -> None:
-        self.sql("update derivations set status_id = %s where id = %s",
-                 [self.status("cache-pushed"), derivation])  # fmt: skip
+        self.sql(f"update derivations set status_id = {status('cache-pushed')} where id = %(d)s",
+                 d=derivation)  # fmt: skip
 
     def row(self, system: int) -> tuple[Any, ...] | None:
         """status, total/completed/building/pending/cached, workers, stale, cache_status, and
@@ -156,7 +158,7 @@ class Forge:
             "select status, total_packages, completed_packages, building_packages,"
             " pending_packages, cached_packages, worker_ids, has_stale_workers, cache_status,"
             " earliest_reservation is not null, latest_heartbeat is not null"
-            " from view_build_queue_status where nixos_id = %s", [system])  # fmt: skip
+            " from view_build_queue_status where nixos_id = %(s)s", s=system)  # fmt: skip
         return tuple(rows[0]) if rows else None
 
     def stuck(self) -> list[int]:
@@ -282,9 +284,8 @@ def test_the_stall_alert_sees_dead_builders_without_history(forge: Forge) -> Non
 def test_package_level_protocol(forge: Forge) -> None:
     """The spec's protocol: packages claimed for their system, then the system's own build."""
     system = forge.evaluate("delta", packages=3)
-    first, second, third = [p for (p,) in forge.sql("select depends_on_id from"
-                            " derivation_dependencies where derivation_id = %s order by 1",
-                            [system])]  # fmt: skip
+    packages = "select depends_on_id from derivation_dependencies where derivation_id = %(s)s"
+    first, second, third = [package for (package,) in forge.sql(packages + " order by 1", s=system)]
     assert forge.row(system) == WAITING
     forge.claim_package(W0, first, system)
     assert forge.row(system) == ("building", 3, 0, 1, 2, 0, [W0], False, None, True, True)
