@@ -43,7 +43,7 @@ def test_an_upgrade_goes_through_and_the_view_comes_back(
     db = create_scratch_database(database, scratch_name("upgrade"))
     schema, reader = scratch_name("upgrade_view"), scratch_name("upgrade_reader")
     view = f"{schema}.view_build_queue_status"
-    vars = {"source_schema": "public", "view_reader_roles": [reader]}
+    vars = {"source_schema": "public", "view_reader_roles": [reader]}  # no status vars
     project = DbtProject(db, target="ci", schema=schema, vars=vars)
     try:
         load_example(db)
