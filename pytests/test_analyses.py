@@ -1,167 +1,130 @@
-"""The spec's example and alert queries (analyses/) compile and return what the example implies."""
+"""The spec's example and alert queries (analyses/) on the example, and the growth alert's
+analysis against its Grafana rule on planted queue histories."""
 
 from __future__ import annotations
 
-from datetime import timedelta
-from decimal import Decimal
-from typing import Any
+from dataclasses import replace
 
 import psycopg
 import pytest
-import yaml
-from psycopg.rows import dict_row
 
+from buildqueue.database import Database
 from buildqueue.dbt import DbtError, DbtOutcome, DbtProject
-from support.analyses import ANALYSES_DIR, COMPILED_DIR, analysis_names, compile_analyses
+from buildqueue.sampler import SAMPLE_MODEL
+from support.analyses import COMPILED_DIR, analysis_names, compile_analyses
 from support.example import EXPECTED_ROWS
-from support.scratch import VIEW_SCHEMA
+from support.grafana_checks import evaluate_rule
+from support.relations import alert_rule, run_dbt
+from support.scratch import ScratchSchemas
 
-SPEC_QUERIES = {
-    "systems_with_most_work_remaining",
-    "stale_workers_requiring_intervention",
-    "cache_push_lag",
-    "worker_utilization_summary",
-    "queue_depth_by_commit",
-    "alert_stale_workers_detected",
-    "alert_queue_growing_unchecked",
-    "alert_system_stuck_building",
-}
+GROWTH = "alert_queue_growing_over_window"
+WORK = [(r["commit_timestamp"], 1, r["pending_packages"] + r["building_packages"],
+         r["active_workers"]) for r in EXPECTED_ROWS]  # fmt: skip
+CASES = {  # analysis, vars, columns (expressions over its rows) -> rows on the example
+    "systems_with_most_work_remaining": ({}, "system_name, work_remaining, active_workers",
+                                         [("server-c", 5, 3), ("server-a", 3, 2)]),
+    "stale_workers_requiring_intervention": (
+        {}, "system_name, worker_ids, building_packages, time_since_heartbeat"
+        " between interval '10 minutes' and interval '1 hour'",  # 600 s old at load time
+        [("server-c", ["worker-2", "worker-3", "worker-4"], 3, True)]),
+    "cache_push_lag": (  # cache_status: doc block departure_server_c_cache_status
+        {}, "system_name, completed_packages, cached_packages, cache_lag, cache_status",
+        [("server-c", 45, 40, 5, None), ("server-a", 7, 5, 2, None)]),
+    "worker_utilization_summary": (
+        {}, "total_active_workers, systems_in_queue, systems_building, systems_ready",
+        [(5, 3, 2, 1)]),
+    "queue_depth_by_commit": ({}, "time, systems, total_work_remaining, workers_assigned", WORK),
+    "alert_stale_workers_detected": ({}, "stale_systems", [(1,)]),
+    "alert_queue_growing_unchecked": ({}, "packages_remaining, is_over_threshold", [(8, False)]),
+    "alert_queue_growing_unchecked 7": (
+        {"packages_remaining_threshold": 7}, "packages_remaining, is_over_threshold", [(8, True)]),
+    "alert_system_stuck_building": ({}, "system_name, status", [("server-c", "building")]),
+    "alert_system_stuck_building 4 hours": (
+        {"stuck_building_threshold": "4 hours"}, "system_name", []),  # server-c: 3 hours
+}  # fmt: skip
 
-HISTORY_QUERIES = {"alert_queue_growing_over_window", "alert_queue_stalled"}
-"""Analyses over the queue history (build_queue_samples); pytests/test_queue_growth_alert.py."""
+
+def run_analysis(conn: psycopg.Connection, sql: str, columns: str = "*") -> list[tuple]:
+    return conn.execute(f"select {columns} from ({sql}) as analysis").fetchall()
+
+
+def compiled_now(project: DbtProject, name: str, vars: dict | None = None) -> str:
+    run_dbt(project, "compile", "--select", name, vars=vars)
+    return (COMPILED_DIR / f"{name}.sql").read_text()
 
 
 @pytest.fixture(scope="module")
 def compiled(project: DbtProject, build: DbtOutcome) -> dict[str, str]:
-    """Every analysis compiled by `dbt compile` (read from target/compiled/)."""
     return compile_analyses(project)
 
 
-def _run(conn: psycopg.Connection, sql: str) -> list[dict[str, Any]]:
-    with conn.cursor(row_factory=dict_row) as cur:
-        cur.execute(sql)
-        return list(cur.fetchall())
+def test_every_analysis_is_checked(compiled: dict[str, str]) -> None:
+    checked = {case.split()[0] for case in CASES} | {GROWTH, "alert_queue_stalled"}
+    assert set(analysis_names()) == set(compiled) == checked  # stalled: test_protocol_replay
 
 
-def test_the_five_examples_and_four_alerts_are_analyses() -> None:
-    assert set(analysis_names()) == SPEC_QUERIES | HISTORY_QUERIES
-
-
-def test_every_analysis_is_documented() -> None:
-    documented = yaml.safe_load((ANALYSES_DIR / "_analyses.yml").read_text())["analyses"]
-    assert {entry["name"] for entry in documented} == SPEC_QUERIES | HISTORY_QUERIES
-    assert all(entry.get("description", "").strip() for entry in documented)
-
-
-def test_analyses_compile_to_sql_over_the_view(compiled: dict[str, str]) -> None:
-    assert set(compiled) == SPEC_QUERIES | HISTORY_QUERIES
-    for name, sql in compiled.items():
-        relation = "build_queue_samples" if name in HISTORY_QUERIES else "view_build_queue_status"
-        assert f'"{VIEW_SCHEMA}"."{relation}"' in sql, name
-        assert "{{" not in sql and "{%" not in sql, name
-
-
-def test_systems_with_most_work_remaining(conn: psycopg.Connection, compiled: dict) -> None:
-    rows = _run(conn, compiled["systems_with_most_work_remaining"])
-    assert [(r["system_name"], r["work_remaining"], r["active_workers"]) for r in rows] == [
-        ("server-c", 5, 3),
-        ("server-a", 3, 2),
-    ]
-
-
-def test_stale_workers_requiring_intervention(conn: psycopg.Connection, compiled: dict) -> None:
-    rows = _run(conn, compiled["stale_workers_requiring_intervention"])
-    assert [r["system_name"] for r in rows] == ["server-c"]
-    (row,) = rows
-    assert row["worker_ids"] == ["worker-2", "worker-3", "worker-4"]
-    assert row["building_packages"] == 3
-    # the fixture's latest server-c heartbeat is 600 s old at load time
-    assert timedelta(minutes=10) <= row["time_since_heartbeat"] < timedelta(hours=1)
-
-
-def test_cache_push_lag(conn: psycopg.Connection, compiled: dict) -> None:
-    rows = _run(conn, compiled["cache_push_lag"])
-    assert [
-        (r["system_name"], r["completed_packages"], r["cached_packages"], r["cache_lag"])
-        for r in rows
-    ] == [("server-c", 45, 40, 5), ("server-a", 7, 5, 2)]
-    # the spec's definition of cache_status, not its example table: doc block
-    # departure_server_c_cache_status
-    assert [r["cache_status"] for r in rows] == [None, None]
-
-
-def test_worker_utilization_summary(conn: psycopg.Connection, compiled: dict) -> None:
-    assert _run(conn, compiled["worker_utilization_summary"]) == [
-        {
-            "total_active_workers": 5,
-            "systems_in_queue": 3,
-            "systems_building": 2,
-            "systems_ready": 1,
-        }
-    ]
-
-
-def test_queue_depth_by_commit(conn: psycopg.Connection, compiled: dict) -> None:
-    rows = _run(conn, compiled["queue_depth_by_commit"])
-    expected = [
-        (row["commit_timestamp"], 1, row["pending_packages"] + row["building_packages"])
-        for row in EXPECTED_ROWS
-    ]
-    assert [(r["time"], r["systems"], r["total_work_remaining"]) for r in rows] == expected
-    assert [r["workers_assigned"] for r in rows] == [2, 0, 3]
-
-
-def test_alert_stale_workers_detected(conn: psycopg.Connection, compiled: dict) -> None:
-    assert _run(conn, compiled["alert_stale_workers_detected"]) == [{"stale_systems": 1}]
-
-
-def test_alert_queue_growing_unchecked(conn: psycopg.Connection, compiled: dict) -> None:
-    assert _run(conn, compiled["alert_queue_growing_unchecked"]) == [
-        {"packages_remaining": Decimal(8), "is_over_threshold": False}  # the spec's 500
-    ]
-
-
-def test_packages_remaining_threshold_is_a_var(
-    conn: psycopg.Connection, project: DbtProject, compiled: dict
+@pytest.mark.parametrize("case", CASES)
+def test_analysis_on_the_example(
+    conn: psycopg.Connection, project: DbtProject, compiled: dict[str, str], case: str
 ) -> None:
-    """With a threshold of 7, the example's 8 packages left to build fire the alert."""
-    project.invoke(
-        "compile",
-        "--select",
-        "alert_queue_growing_unchecked",
-        vars={"packages_remaining_threshold": 7},
-    )
-    text = (COMPILED_DIR / "alert_queue_growing_unchecked.sql").read_text()
-    assert _run(conn, text) == [{"packages_remaining": Decimal(8), "is_over_threshold": True}]
+    vars, columns, expected = CASES[case]
+    name = case.split()[0]
+    sql = compiled_now(project, name, vars) if vars else compiled[name]
+    assert run_analysis(conn, sql, columns) == expected
 
 
-def test_packages_remaining_threshold_must_be_a_count(project: DbtProject) -> None:
+def test_a_threshold_must_be_a_count(project: DbtProject, build: DbtOutcome) -> None:
     with pytest.raises(DbtError, match="Invalid value for var 'packages_remaining_threshold'"):
-        project.invoke(
-            "compile",
-            "--select",
-            "alert_queue_growing_unchecked",
-            vars={"packages_remaining_threshold": "many"},
-        )
+        project.invoke("compile", "--select", "alert_queue_growing_unchecked",
+                       vars={"packages_remaining_threshold": "many"})  # fmt: skip
 
 
-def test_alert_system_stuck_building(conn: psycopg.Connection, compiled: dict) -> None:
-    rows = _run(conn, compiled["alert_system_stuck_building"])
-    # server-c was reserved three hours ago; server-a twenty minutes ago is not stuck
-    assert [r["system_name"] for r in rows] == ["server-c"]
-    assert rows[0]["status"] == "building"
+HISTORIES = {  # minutes ago -> pending packages (the window: 30 minutes) -> growth
+    "steady growth": ({45: 10, 35: 12, 25: 15, 15: 15, 5: 20}, 8),
+    "shrank once in the window": ({45: 10, 35: 12, 25: 15, 15: 14, 5: 20}, 0),
+    "flat": ({35: 12, 25: 12, 5: 12}, 0),
+    "shrinking": ({35: 20, 5: 10}, 0),
+    "history shorter than the window": ({25: 10, 15: 12, 5: 20}, 0),
+    "grew before the window only": ({45: 5, 35: 12, 25: 12, 5: 12}, 0),
+    "a missed sample is no shrinking": ({35: 12, 5: 13}, 1),
+    "no history": ({}, 0),
+}
 
 
-def test_stuck_building_threshold_is_a_var(
-    conn: psycopg.Connection, project: DbtProject, compiled: dict
+@pytest.fixture(scope="module")
+def history(
+    project: DbtProject, build: DbtOutcome, module_scratch_schema: ScratchSchemas
+) -> DbtProject:
+    """The view and an empty queue history in a schema of this module's."""
+    samples = replace(project, schema=module_scratch_schema("history"))
+    run_dbt(samples, "run", "--select", "view_build_queue_status", SAMPLE_MODEL)
+    return samples
+
+
+def plant(conn: psycopg.Connection, schema: str, ages: dict[int, int]) -> None:
+    conn.execute(f"delete from {schema}.{SAMPLE_MODEL}")
+    for age, pending in ages.items():
+        conn.execute(f"insert into {schema}.{SAMPLE_MODEL} select now() - %s * interval '1 minute',"
+                     " now() - %s * interval '1 minute', 1, 1, 0, 0, %s, 0, 0, 0, 1",
+                     [age, age, pending])  # fmt: skip
+
+
+def test_the_growth_alert_analysis_is_the_grafana_rule(
+    database: Database, history: DbtProject
 ) -> None:
-    """With a 4-hour threshold, server-c (reserved 3 h ago) is no longer stuck."""
-    project.invoke(
-        "compile",
-        "--select",
-        "alert_system_stuck_building",
-        vars={"stuck_building_threshold": "4 hours"},
-    )
-    text = (COMPILED_DIR / "alert_system_stuck_building.sql").read_text()
-    assert "interval '4 hours'" in text
-    assert _run(conn, text) == []
+    sql = compiled_now(history, GROWTH)
+    with database.connect(options=f"-c search_path={history.schema}") as conn:
+        for case, (ages, growth) in HISTORIES.items():
+            plant(conn, history.schema, ages)
+            assert run_analysis(conn, sql, "pending_growth") == [(growth,)], case
+            evaluation = evaluate_rule(alert_rule("buildqueue-queue-growing-window"), conn)
+            assert (evaluation.value, evaluation.firing) == (growth, growth > 0), case
+
+
+def test_the_growth_window_is_a_var(database: Database, history: DbtProject) -> None:
+    """With 10 minutes, the dip 15 minutes ago is before the window: growth 14 -> 20."""
+    sql = compiled_now(history, GROWTH, {"queue_growth_window": "10 minutes"})
+    with database.connect() as conn:
+        plant(conn, history.schema, HISTORIES["shrank once in the window"][0])
+        columns = "pending_at_start, pending_now, pending_growth, samples_in_window"
+        assert run_analysis(conn, sql, columns) == [(14, 20, 6, 2)]

@@ -1,17 +1,9 @@
-"""The view never blocks a Crystal Forge upgrade.
-
-Crystal Forge ships its schema as numbered SQL migrations that know nothing of our view.
-A migration that drops or retypes a column the view does not read must go through with
-the view deployed; for a column the view does read, the README's path is
-`dbt run-operation pause_view_for_upgrade` before the migration and `dbt build` after,
-and the view's grants and the views built on top of it survive both. Both run on a
-database in Crystal Forge's own shape and status numbering (pytests/support/crystal_forge.py).
-"""
+"""The view never blocks a Crystal Forge upgrade: a migration of a column the view does not
+read goes through with the view deployed; for one it reads, the README's path is
+`dbt run-operation pause_view_for_upgrade`, the migration, then `dbt build`, and grants
+and views built on ours survive. On a database in Crystal Forge's own shape."""
 
 from __future__ import annotations
-
-from collections.abc import Iterator
-from dataclasses import dataclass
 
 import psycopg
 import pytest
@@ -26,149 +18,84 @@ from support.crystal_forge import (
     refresh_reservations,
 )
 from support.example import EXPECTED_ROWS
+from support.relations import run_dbt
 from support.scratch import ScratchSchemas, drop_roles, scratch_name
 
 PAUSED = "view_build_queue_status is paused for a Crystal Forge upgrade"
-
-
-@dataclass
-class Deployment:
-    """The view deployed on a database in Crystal Forge's shape (its own, dropped after)."""
-
-    db: Database
-    schema: str
-    reader: str
-    project: DbtProject
-    source: str = "public"
-
-    @property
-    def view(self) -> str:
-        return f"{self.schema}.view_build_queue_status"
-
-    def deploy(self) -> DbtOutcome:
-        return self.project.invoke(
-            "run", vars={"source_schema": self.source, "view_reader_roles": [self.reader]}
-        )
-
-
-@pytest.fixture
-def deployment(database: Database, build: DbtOutcome) -> Iterator[Deployment]:
-    """Crystal Forge's five tables (every column, index and status number it has) holding
-    the example, the view over them granted to a fresh reader role, and a view someone
-    built on top of ours."""
-    crystal_forge = create_scratch_database(database, scratch_name("upgrade"))
-    schema = scratch_name("upgrade_view")
-    found = Deployment(
-        db=crystal_forge,
-        schema=schema,
-        reader=scratch_name("upgrade_reader"),
-        project=DbtProject(crystal_forge, target="ci", schema=schema),
-    )
-    try:
-        load_example(crystal_forge)
-        with crystal_forge.connect() as conn:
-            conn.execute(f"create role {found.reader} login")
-        found.deploy()
-        with crystal_forge.connect() as conn:
-            conn.execute(
-                f"create view {found.schema}.queue_on_top as"
-                f" select system_name, status from {found.view}"
-            )
-        yield found
-    finally:
-        drop_database(database, crystal_forge)
-        drop_roles(database, [found.reader])
-
-
-def _assert_view_works(deployment: Deployment) -> None:
-    """The reader still reads the view (grants kept), with the example's rows, and the
-    view built on top of ours is still there."""
-    with deployment.db.connect() as conn:
-        refresh_reservations(conn)  # the example's ages, counted from now
-    with deployment.db.connect(user=deployment.reader) as reader:
-        rows = fetch_rows(reader, deployment.schema)
-    assert [{key: row[key] for key in EXPECTED_ROWS[0]} for row in rows] == EXPECTED_ROWS
-    with deployment.db.connect() as conn:
-        on_top = conn.execute(
-            f"select system_name from {deployment.schema}.queue_on_top"
-        ).fetchall()
-    assert [name for (name,) in on_top] == [row["system_name"] for row in EXPECTED_ROWS]
-
-
-READ_COLUMNS = {
+READ_COLUMNS = {  # what the staging models read
     "derivations": {"id", "commit_id", "derivation_type", "derivation_name", "status_id"},
     "commits": {"id", "git_commit_hash", "commit_timestamp"},
     "derivation_dependencies": {"derivation_id", "depends_on_id"},
-    "build_reservations": {
-        "worker_id",
-        "derivation_id",
-        "nixos_derivation_id",
-        "reserved_at",
-        "heartbeat_at",
-    },
-}
-"""The columns the staging models read; derivation_statuses is read only when dbt compiles."""
+    "build_reservations": {"worker_id", "derivation_id", "nixos_derivation_id", "reserved_at",
+                           "heartbeat_at"},
+}  # fmt: skip
+COLUMNS = """
+    select c.relname, a.attname, format_type(a.atttypid, a.atttypmod)
+    from pg_attribute as a join pg_class as c on c.oid = a.attrelid
+    where c.relnamespace = 'public'::regnamespace and c.relkind = 'r'
+        and a.attnum > 0 and not a.attisdropped
+"""
 
 
-def test_the_view_pins_only_the_columns_it_reads(deployment: Deployment) -> None:
-    """Every column of Crystal Forge's five tables is retyped (to its own type), as a
-    migration would: PostgreSQL refuses exactly the columns a view uses, and those must be
-    the columns the staging models read; every other retype goes through."""
-    pinned: dict[str, set[str]] = {}
-    with deployment.db.connect() as conn:
-        columns = conn.execute(
-            """
-            select c.relname, a.attname, format_type(a.atttypid, a.atttypmod)
-            from pg_attribute as a
-            join pg_class as c on c.oid = a.attrelid
-            where c.relnamespace = 'public'::regnamespace and c.relkind = 'r'
-                and c.relname = any(%s) and a.attnum > 0 and not a.attisdropped
-            """,
-            [[*READ_COLUMNS, "derivation_statuses"]],
-        ).fetchall()
-        assert len(columns) == 40  # the five tables as Crystal Forge has them
-        for table, column, type_ in columns:
-            try:
-                with conn.transaction():
-                    conn.execute(f'alter table public.{table} alter column "{column}" type {type_}')
-            except psycopg.errors.FeatureNotSupported:
-                pinned.setdefault(table, set()).add(column)
-    assert pinned == READ_COLUMNS
-    _assert_view_works(deployment)
-
-
-def test_a_migration_of_a_read_column_goes_through_after_the_pause(
-    deployment: Deployment,
+def test_an_upgrade_goes_through_and_the_view_comes_back(
+    database: Database, build: DbtOutcome
 ) -> None:
-    retype = "alter table public.build_reservations alter column worker_id type varchar(255)"
-    with deployment.db.connect() as conn, pytest.raises(psycopg.errors.FeatureNotSupported):
-        conn.execute(retype)  # the view pins worker_id: PostgreSQL refuses
+    db = create_scratch_database(database, scratch_name("upgrade"))
+    schema, reader = scratch_name("upgrade_view"), scratch_name("upgrade_reader")
+    view = f"{schema}.view_build_queue_status"
+    vars = {"source_schema": "public", "view_reader_roles": [reader]}  # no status vars
+    project = DbtProject(db, target="ci", schema=schema, vars=vars)
+    try:
+        load_example(db)
+        with db.connect() as conn:
+            conn.execute(f"create role {reader} login")
+            run_dbt(project, "run")
+            conn.execute(f"create view {schema}.on_top as select system_name from {view}")
+            pinned: dict[str, set[str]] = {}
+            columns = conn.execute(COLUMNS).fetchall()
+            assert len(columns) == 40  # Crystal Forge's five tables, every column
+            for table, column, type_ in columns:  # a migration's retype, to the same type
+                try:
+                    with conn.transaction():
+                        conn.execute(f'alter table {table} alter column "{column}" type {type_}')
+                except psycopg.errors.FeatureNotSupported:
+                    pinned.setdefault(table, set()).add(column)
+            assert pinned == READ_COLUMNS
+            assert_the_view_works(db, schema, reader)
 
-    deployment.project.invoke("run-operation", "pause_view_for_upgrade")
-    with (
-        deployment.db.connect(user=deployment.reader) as reader,
-        pytest.raises(psycopg.Error, match=PAUSED),
-    ):
-        reader.execute(f"select count(*) from {deployment.view} where has_stale_workers")
-    with deployment.db.connect() as conn:
-        with pytest.raises(psycopg.Error, match=PAUSED):
-            conn.execute(f"select * from {deployment.schema}.queue_on_top")
-        conn.execute(retype)
-        conn.execute(
-            "alter table public.derivations alter column derivation_name type varchar(255)"
-        )
+            retype = "alter table build_reservations alter column worker_id type varchar(255)"
+            with pytest.raises(psycopg.errors.FeatureNotSupported):
+                conn.execute(retype)  # the view pins worker_id
+            run_dbt(project, "run-operation", "pause_view_for_upgrade")
+            for user, query in ((reader, f"select * from {view} where has_stale_workers"),
+                                (db.user, f"select * from {schema}.on_top")):  # fmt: skip
+                with db.connect(user=user) as paused, pytest.raises(psycopg.Error, match=PAUSED):
+                    paused.execute(query)
+            conn.execute(retype)
+            conn.execute("alter table derivations alter column derivation_name type varchar(255)")
+        run_dbt(project, "run")  # after the upgrade, as deployed
+        assert_the_view_works(db, schema, reader)
+    finally:
+        drop_database(database, db)
+        drop_roles(database, [reader])
 
-    deployment.deploy()  # `dbt build` after the upgrade puts the query back in place
-    _assert_view_works(deployment)
+
+def assert_the_view_works(db: Database, schema: str, reader: str) -> None:
+    """The reader reads the example's rows (grants kept); the view on ours is still there."""
+    with db.connect() as conn:
+        refresh_reservations(conn)  # the example's ages, counted from now
+        on_top = conn.execute(f"select system_name from {schema}.on_top").fetchall()
+    with db.connect(user=reader) as conn:
+        rows = fetch_rows(conn, schema)
+    assert [{key: row[key] for key in EXPECTED_ROWS[0]} for row in rows] == EXPECTED_ROWS
+    assert [name for (name,) in on_top] == [row["system_name"] for row in EXPECTED_ROWS]
 
 
 def test_pausing_a_view_that_is_not_there_says_so(
     database: Database, scratch_schema: ScratchSchemas
 ) -> None:
     project = DbtProject(database, target="ci", schema=scratch_schema("no_view"))
-    outcome = project.invoke("run-operation", "pause_view_for_upgrade")
-    assert outcome.success
+    run_dbt(project, "run-operation", "pause_view_for_upgrade")
     with database.connect() as conn:
-        assert not conn.execute(
-            "select 1 from pg_namespace where nspname = %s", [project.schema]
-        ).fetchone()
+        query = "select 1 from pg_namespace where nspname = %s"
+        assert conn.execute(query, [project.schema]).fetchone() is None

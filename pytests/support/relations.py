@@ -1,0 +1,61 @@
+"""dbt-core's test helpers in this project's shape: `run_dbt` and `check_relations_equal`
+(the view against the seeded expected rows, `except all` both ways); `alert_rule`, the
+Grafana rule an alert analysis must agree with."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+import yaml
+
+from buildqueue.dbt import DbtOutcome, DbtProject
+from buildqueue.paths import PROJECT_DIR
+from buildqueue.report import VIEW_COLUMNS
+from support.example import EXPECTED_ROWS
+
+EXPECTED = "expected_view_build_queue_status"
+ALERTING = PROJECT_DIR / "grafana" / "provisioning" / "alerting" / "buildqueue-alerts.yaml"
+TIMES = ("earliest_reservation", "latest_heartbeat")
+"""The view's times; the seed holds them as ages at load time (<time>_age_seconds)."""
+
+
+def run_dbt(
+    project: DbtProject, *args: str, expect_pass: bool = True, vars: dict[str, Any] | None = None
+) -> DbtOutcome:
+    """One dbt command; fails the test unless it succeeds (or, expect_pass=False, fails)."""
+    outcome = project.invoke(*args, vars=vars, check=False)
+    assert outcome.success == expect_pass, outcome.describe()
+    return outcome
+
+
+def check_relations_equal(conn: psycopg.Connection, view: str, expected: str) -> None:
+    """The view's rows are the seeded expected rows, its times as ages at one load instant
+    (the freshest heartbeat plus its seeded age), an instant not to come."""
+    plain = ", ".join(c for c in VIEW_COLUMNS if c not in (*TIMES, "git_commit_hash"))
+    ages = ", ".join(
+        f"round(extract(epoch from loaded.at - v.{c}))::integer as {c}_age_seconds" for c in TIMES
+    )
+    actual = f"""
+        select {", ".join("v." + c for c in plain.split(", "))}, {ages}
+        from {view} as v, (
+            select max(v.latest_heartbeat + make_interval(secs => e.latest_heartbeat_age_seconds))
+                as at
+            from {view} as v join {expected} as e using (nixos_id)
+        ) as loaded
+        where loaded.at <= now()"""
+    expect = f"select {plain}, {', '.join(c + '_age_seconds' for c in TIMES)} from {expected}"
+    diff = conn.execute(
+        f"(select 'missing', * from ({expect} except all {actual}) as m)"
+        f" union all (select 'unexpected', * from ({actual} except all {expect}) as u)"
+    ).fetchall()
+    assert diff == [], diff
+    order = [nixos_id for (nixos_id,) in conn.execute(f"select nixos_id from {view}")]
+    assert order == [row["nixos_id"] for row in EXPECTED_ROWS]  # the seed's row order
+
+
+def alert_rule(uid: str) -> dict[str, Any]:
+    """The Grafana alert rule ``uid`` as provisioned."""
+    groups = yaml.safe_load(ALERTING.read_text())["groups"]
+    (found,) = [rule for group in groups for rule in group["rules"] if rule["uid"] == uid]
+    return found
