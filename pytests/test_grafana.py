@@ -1,9 +1,7 @@
-"""grafana/: the files are wired, and every panel and alert gives what the example implies.
+"""grafana/ is wired, and each panel and alert gives what the example implies.
 
-Panel and rule SQL runs on the example view, Grafana's macros expanded as `./run load`
-expands them (`buildqueue.perf.corpus.expand`); panels on the Dashboard data source are
-drawn from panel 1's rows by Grafana's own code (@grafana/data in headless Chromium).
-"""
+SQL runs with the macros `./run load` expands (`corpus.expand`); what the panels draw comes
+from Grafana's own code (@grafana/data in headless Chromium)."""
 
 from __future__ import annotations
 
@@ -23,23 +21,15 @@ from selenium.webdriver.common.selenium_manager import SeleniumManager
 from buildqueue.database import Database
 from buildqueue.perf.corpus import expand
 from buildqueue.sampler import SAMPLE_MODEL
+from support import grafana_files as files
 from support.browser import BrowserUnavailable
 from support.example import EXPECTED_ROWS, LATEST_HEARTBEAT_AGE_SECONDS
 from support.grafana_checks import evaluate_rule
-from support.grafana_files import (
-    ALERTING_FILE,
-    DASHBOARD_DATASOURCE_UID,
-    DASHBOARD_PROVIDERS_FILE,
-    DATASOURCES_FILE,
-    alert_rules,
-    load_dashboard,
-    load_yaml,
-    panels,
-)
 from support.scratch import EXAMPLE_SCHEMA, ScratchSchemas
 from support.transformations import GrafanaCode, frame, grafana_code
 
-DASHBOARD = load_dashboard()
+DASHBOARD = files.load_dashboard()
+REUSE = files.DASHBOARD_DATASOURCE_UID  # hands panel 1's rows to another panel
 CHANGES = {  # to the example, each in a rolled-back transaction
     "example": "",
     "silent hour": """update {src}.build_reservations set heartbeat_at = now() - interval '1 hour';
@@ -56,12 +46,12 @@ CHANGES = {  # to the example, each in a rolled-back transaction
         from {src}.derivation_statuses where name = 'build-failed')""",
 }
 SOURCE_UID = "buildqueue-postgres"
-PANELS = [
-    ("Systems overview", "table"),
-    ("Worker distribution", "barchart"),
-    ("Queue depth over time", "timeseries"),
-    ("Stale workers", "table"),
-    ("Cache push lag", "gauge"),
+PANELS = [  # the spec's five; 2, 4 and 5 reuse panel 1's rows: one view query a refresh
+    ("Systems overview", "table", SOURCE_UID, None),
+    ("Worker distribution", "barchart", REUSE, (1, False)),
+    ("Queue depth over time", "timeseries", SOURCE_UID, None),
+    ("Stale workers", "table", REUSE, (1, False)),
+    ("Cache push lag", "gauge", REUSE, (1, False)),
 ]
 RULES = {  # uid: (for, reducer, threshold, its parameter, linked panel)
     "buildqueue-stale-workers": ("10m", "last", "gt", [0], 4),
@@ -74,7 +64,7 @@ JAN_14, JAN_15 = datetime(2024, 1, 14, 9, tzinfo=UTC), datetime(2024, 1, 15, 10,
 
 
 def panel(title: str) -> dict[str, Any]:
-    (found,) = [p for p in panels(DASHBOARD) if p["title"] == title]
+    (found,) = [p for p in DASHBOARD["panels"] if p["title"] == title]
     return found
 
 
@@ -92,34 +82,25 @@ def run(conn: psycopg.Connection, query: str, since: datetime, interval: int = 6
 
 def test_provisioning_files_are_wired() -> None:
     """Data source, provider, the spec's five panels, one view query, each rule's chain."""
-    (source,) = load_yaml(DATASOURCES_FILE)["datasources"]
-    (provider,) = load_yaml(DASHBOARD_PROVIDERS_FILE)["providers"]
+    (source,) = files.load_yaml(files.DATASOURCES_FILE)["datasources"]
+    (provider,) = files.load_yaml(files.DASHBOARD_PROVIDERS_FILE)["providers"]
     assert (source["uid"], source["type"]) == (SOURCE_UID, "grafana-postgresql-datasource")
     secrets = [source["url"], source["user"], *source["secureJsonData"].values()]
     assert all(re.fullmatch(r"(\$\{[A-Z_]+\}:?)+", value) for value in secrets), secrets
     assert (DASHBOARD["uid"], provider["type"]) == ("buildqueue-status", "file")
-    assert [(p["title"], p["type"]) for p in panels(DASHBOARD)] == PANELS
-    # panel 1 queries the view; 2, 4 and 5 reuse its rows, so a refresh costs one view query
-    inputs = {
-        p["id"]: (p["datasource"]["uid"], [(t.get("panelId"), t.get("withTransforms"))
-                                           for t in p["targets"]])
-        for p in panels(DASHBOARD)
-    }  # fmt: skip
-    reuse = (DASHBOARD_DATASOURCE_UID, [(1, False)])
-    assert inputs == {1: (SOURCE_UID, [(None, None)]), 2: reuse, 3: (SOURCE_UID, [(None, None)]),
-                      4: reuse, 5: reuse}  # fmt: skip
+    for p, expected in zip(DASHBOARD["panels"], PANELS, strict=True):
+        reused = [t.get("panelId") and (t["panelId"], t["withTransforms"]) for t in p["targets"]]
+        assert (p["title"], p["type"], p["datasource"]["uid"], *reused) == expected
     assert "from build_queue_samples" in panel("Queue depth over time")["targets"][0]["rawSql"]
     wiring = {}
-    for group, rule in alert_rules(load_yaml(ALERTING_FILE)):
+    for group, rule in files.alert_rules(files.load_yaml(files.ALERTING_FILE)):
         nodes = {node["refId"]: node for node in rule["data"]}
         reduce, threshold = nodes["B"]["model"], nodes[rule["condition"]]["model"]
         (evaluator,) = [condition["evaluator"] for condition in threshold["conditions"]]
-        assert (nodes["A"]["datasourceUid"], nodes["A"]["model"]["format"]) == (
-            SOURCE_UID,
-            "time_series",  # the only format Grafana alerts take from SQL
-        )
-        chain = (reduce["type"], reduce["expression"], threshold["type"], threshold["expression"])
-        assert chain == ("reduce", "A", "threshold", "B")
+        # time_series: the only format Grafana alerts take from SQL
+        chain = (nodes["A"]["datasourceUid"], nodes["A"]["model"]["format"], reduce["type"],
+                 reduce["expression"], threshold["type"], threshold["expression"])  # fmt: skip
+        assert chain == (SOURCE_UID, "time_series", "reduce", "A", "threshold", "B")
         assert (group["folder"], rule["dashboardUid"]) == (provider["folder"], DASHBOARD["uid"])
         # Grafana interpolates $VARS from its environment in alert files, except annotations
         assert "$" not in yaml.safe_dump({k: v for k, v in rule.items() if k != "annotations"})
@@ -141,18 +122,13 @@ def test_systems_overview_query(conn: psycopg.Connection) -> None:
 def test_queue_depth_query(database: Database, samples_project: Any, samples_schema: str) -> None:
     """Two planted January 2024 samples, then the build's; $__timeFilter drops the older."""
     query = panel("Queue depth over time")["targets"][0]["rawSql"]
-    table = sql.Identifier(samples_schema, SAMPLE_MODEL)
     with database.connect(options=f"-c search_path={samples_schema}") as conn:
+        (taken_at,) = conn.execute(f"select max(sampled_at) from {SAMPLE_MODEL}").fetchone()  # type: ignore[misc]
         for moment, pending, building in [(JAN_14, 9, 4), (JAN_15, 6, 5)]:
+            values = [moment, moment, pending, building]
             conn.execute(
-                sql.SQL("insert into {} values (%s, %s, 3, 2, 1, 1, %s, %s, 0, 0, 5)").format(
-                    table
-                ),
-                [moment, moment, pending, building],
-            )
-        (taken_at,) = conn.execute(
-            sql.SQL("select max(sampled_at) from {}").format(table)
-        ).fetchone()  # type: ignore[misc]
+                f"insert into {SAMPLE_MODEL} values (%s, %s, 3, 2, 1, 1, %s, %s, 0, 0, 5)", values
+            )  # type: ignore[arg-type]
         points = [(r["time"], r["pending_packages"], r["work_remaining"])
                   for r in run(conn, query, datetime(2024, 1, 1, tzinfo=UTC))]  # fmt: skip
         later = [r["time"] for r in run(conn, query, datetime(2024, 1, 15, tzinfo=UTC))]
@@ -177,7 +153,9 @@ def test_queue_depth_query(database: Database, samples_project: Any, samples_sch
 def test_alert_rules_on_the_example(
     conn: psycopg.Connection, uid: str, case: str, value: float, firing: bool
 ) -> None:
-    (rule,) = [r for _, r in alert_rules(load_yaml(ALERTING_FILE)) if r["uid"] == uid]
+    (rule,) = [
+        r for _, r in files.alert_rules(files.load_yaml(files.ALERTING_FILE)) if r["uid"] == uid
+    ]
     with conn.transaction(force_rollback=True):
         change(conn, case)
         evaluation = evaluate_rule(rule, conn)
@@ -190,12 +168,8 @@ def test_alert_rules_on_the_example(
 @pytest.fixture(scope="module")
 def grafana() -> Iterator[GrafanaCode]:
     """@grafana/data in Debian's Chromium; Selenium Manager (a download) must never run."""
-
-    def no_download(*args: object) -> None:
-        raise AssertionError("Selenium Manager ran: it would download a browser or a driver")
-
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(SeleniumManager, "binary_paths", no_download)
+        patch.setattr(SeleniumManager, "binary_paths", lambda *_: pytest.fail("a download"))
         try:
             with grafana_code() as code:
                 yield code

