@@ -1,10 +1,7 @@
-"""Serve a folder on 127.0.0.1 and open it in headless Chromium through Selenium.
+"""Headless Chromium through Selenium, on Debian's ``chromium`` and ``chromedriver``.
 
-`serve_directory` runs Python's http.server in a thread. `headless_chromium` yields a
-Selenium ``WebDriver`` on Debian's ``chromium`` and ``chromedriver`` (packages
-``chromium`` and ``chromium-driver``), found on PATH and handed to Selenium by path, so
-Selenium Manager never runs and nothing is downloaded. The docs-site test and Grafana's
-transformation code (support/transformations.py) use it.
+Both are handed to Selenium by path, so Selenium Manager never runs and nothing is
+downloaded. `serve_directory` serves a folder to it on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -21,25 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from selenium import webdriver
-from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.support.wait import WebDriverWait
 
-CHROMIUM_FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-dev-shm-usage",
-    "--window-size=1400,1000",
-)
-INSTALL_HINT = "apt-get install -y chromium chromium-driver"
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
+FLAGS += ["--disable-background-networking", "--no-first-run", "--window-size=1400,1000"]
 TIMEOUT_SECONDS = 30
-"""How long a page's script (also asynchronous) or a `wait_for` may take."""
 
 
 class BrowserUnavailable(Exception):
@@ -48,18 +32,14 @@ class BrowserUnavailable(Exception):
 
 def find_browser() -> tuple[str, str]:
     """Paths of chromium and chromedriver, or `BrowserUnavailable`."""
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    driver = shutil.which("chromedriver")
+    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
     if not chromium or not driver:
-        missing = [
-            name for name, path in (("chromium", chromium), ("chromedriver", driver)) if not path
-        ]
-        raise BrowserUnavailable(f"{' and '.join(missing)} not found. Fix: {INSTALL_HINT}")
+        raise BrowserUnavailable("Fix: apt-get install -y chromium chromium-driver")
     return chromium, driver
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
+    def log_message(self, *args: Any) -> None:
         """Keep the test output clean."""
 
 
@@ -67,31 +47,22 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 def serve_directory(directory: Path) -> Iterator[str]:
     """Serve ``directory`` on 127.0.0.1 (a free port) in a thread; yield its base URL."""
     handler = functools.partial(_QuietHandler, directory=str(directory))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            yield f"http://127.0.0.1:{server.server_address[1]}/"
+        finally:
+            server.shutdown()
 
 
 @contextlib.contextmanager
 def headless_chromium() -> Iterator[webdriver.Chrome]:
-    """One headless Chromium session; `BrowserUnavailable` when it is not installed.
-
-    The explicit driver path makes Selenium skip Selenium Manager (which would look for,
-    and download, a Chrome and a driver of its own); the explicit binary makes chromedriver
-    start Debian's Chromium. Scripts get `TIMEOUT_SECONDS`.
-    """
+    """One headless Chromium session; its temporary files (TMPDIR) go with it."""
     chromium, driver = find_browser()
-    options = Options()
+    options = webdriver.ChromeOptions()
     options.binary_location = chromium
-    for flag in CHROMIUM_FLAGS:
+    for flag in FLAGS:
         options.add_argument(flag)
-    # Chromium leaves its singleton socket folder in TMPDIR: give it one that goes away
     with tempfile.TemporaryDirectory(prefix="buildqueue-chromium-") as tmp:
         service = Service(executable_path=driver, env={**os.environ, "TMPDIR": tmp})
         browser = webdriver.Chrome(service=service, options=options)

@@ -1,12 +1,9 @@
-"""Pollers of the view: `poll_view` is one Grafana-like client (its own connection, one
-short autocommit transaction per query, every row fetched). The redeploy and replica tests
-run them while dbt rebuilds the view.
-"""
+"""Grafana-like readers polling the view while dbt rebuilds it: one autocommit query at a
+time each; a failure is recorded, never raised, and the poller reconnects as Grafana does."""
 
 from __future__ import annotations
 
 import threading
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -18,85 +15,48 @@ from buildqueue.report import view_query
 
 @dataclass
 class PollStats:
-    """What one or more pollers saw: latencies (s), row counts per query, errors."""
+    """What the pollers saw: errors, row counts per query, the sets of system names."""
 
-    latencies: list[float] = field(default_factory=list)
-    row_counts: Counter[int] = field(default_factory=Counter)
     errors: list[str] = field(default_factory=list)
+    row_counts: Counter[int] = field(default_factory=Counter)
     system_names: Counter[frozenset[str]] = field(default_factory=Counter)
 
     @property
     def queries(self) -> int:
-        return len(self.latencies) + len(self.errors)
-
-    def merge(self, other: PollStats) -> None:
-        self.latencies += other.latencies
-        self.row_counts.update(other.row_counts)
-        self.errors += other.errors
-        self.system_names.update(other.system_names)
-
-
-def poll_view(
-    db: Database,
-    schema: str,
-    stop: threading.Event,
-    *,
-    interval: float = 0.0,
-    user: str | None = None,
-    track_names: bool = False,
-) -> PollStats:
-    """Query the view until ``stop`` is set; each query is its own transaction.
-
-    A failed query is recorded (never raised) and the poller reconnects, as Grafana does.
-    """
-    stats = PollStats()
-    query = view_query(schema)
-    overrides = {"user": user} if user else {}
-    conn: psycopg.Connection | None = None
-    try:
-        while not stop.is_set():
-            started = time.perf_counter()
-            try:
-                if conn is None or conn.closed:
-                    conn = db.connect(autocommit=True, **overrides)
-                rows = conn.execute(query).fetchall()
-            except (psycopg.Error, DatabaseError) as error:
-                stats.errors.append(f"{type(error).__name__}: {error}".strip())
-                if conn is not None and conn.broken:
-                    conn = None
-            else:
-                stats.latencies.append(time.perf_counter() - started)
-                stats.row_counts[len(rows)] += 1
-                if track_names:
-                    stats.system_names[frozenset(row[1] for row in rows)] += 1
-            if interval:
-                stop.wait(interval)
-    finally:
-        if conn is not None:
-            conn.close()
-    return stats
+        return len(self.errors) + sum(self.row_counts.values())
 
 
 class Pollers:
-    """Run ``count`` pollers in threads for the duration of a ``with`` block."""
+    """``count`` pollers of ``schema``'s view in threads for the duration of a ``with`` block."""
 
-    def __init__(self, db: Database, schema: str, count: int = 1, **poll_options: object) -> None:
-        self.stop = threading.Event()
-        self.stats = PollStats()
-        self._results: list[PollStats] = []
-        self._threads = [
-            threading.Thread(
-                target=lambda: self._results.append(
-                    poll_view(db, schema, self.stop, **poll_options)  # type: ignore[arg-type]
-                ),
-                daemon=True,
-            )
-            for _ in range(count)
-        ]
-        self.seconds = 0.0
+    def __init__(self, db: Database, schema: str, count: int = 1, *, interval: float = 0.0,
+                 user: str | None = None, track_names: bool = False) -> None:  # fmt: skip
+        self.stats, self.stop, self._lock = PollStats(), threading.Event(), threading.Lock()
+        self._poll = (db, view_query(schema), interval, {"user": user} if user else {})
+        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(count)]
+        self.track_names = track_names
+
+    def _run(self) -> None:
+        db, query, interval, overrides = self._poll
+        conn: psycopg.Connection | None = None
+        while not self.stop.is_set():
+            try:
+                conn = conn if conn and not conn.closed else db.connect(**overrides)
+                rows = conn.execute(query).fetchall()
+            except (psycopg.Error, DatabaseError) as error:
+                with self._lock:
+                    self.stats.errors.append(f"{type(error).__name__}: {error}".strip())
+                conn = None if conn is not None and conn.broken else conn
+            else:
+                with self._lock:
+                    self.stats.row_counts[len(rows)] += 1
+                    if self.track_names:
+                        self.stats.system_names[frozenset(row[1] for row in rows)] += 1
+            self.stop.wait(interval)
+        if conn is not None:
+            conn.close()
 
     def __enter__(self) -> Pollers:
-        self._started = time.perf_counter()
         for thread in self._threads:
             thread.start()
         return self
@@ -105,6 +65,3 @@ class Pollers:
         self.stop.set()
         for thread in self._threads:
             thread.join()
-        self.seconds = time.perf_counter() - self._started
-        for result in self._results:
-            self.stats.merge(result)
