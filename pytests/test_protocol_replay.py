@@ -4,7 +4,7 @@ read after every step.
 `Forge` runs the SQL of Crystal Forge's builder (packages/default/src/queries/
 build_reservations.rs, derivations.rs: claim, heartbeat, the cleanup of reservations
 silent for 300 s, completion, failure) on its own tables and status numbering
-(support/crystal_forge_schema.sql). Time passes by moving every timestamp back.
+(macro crystal_forge_tables_ddl, with foreign keys and statuses). Time passes by moving every timestamp back.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import pytest
 from buildqueue.database import Database
 from buildqueue.dbt import DbtProject
 from support.analyses import COMPILED_DIR
-from support.crystal_forge import SCHEMA_SQL, create_scratch_database, drop_database
+from support.crystal_forge import create_scratch_database, create_tables, drop_database
 from support.grafana_checks import evaluate_rule
 from support.relations import alert_rule, run_dbt
 from support.scratch import scratch_name
@@ -181,8 +181,7 @@ def deployed_forge(database: Database) -> Iterator[tuple[Forge, DbtProject]]:
     """An empty Crystal Forge database with the view and the queue history deployed."""
     db = create_scratch_database(database, scratch_name("replay"))
     try:
-        with db.connect() as conn:
-            conn.execute(SCHEMA_SQL.read_text())
+        create_tables(db)
         project = DbtProject(db, target="ci", schema=scratch_name("replay_view"), vars=VARS)
         run_dbt(project, "run")
         run_dbt(project, "compile", "--select", "alert_queue_stalled")

@@ -2,9 +2,10 @@
 (`buildqueue.perf`):
 
     scratch, scratch_fixtures -- scratch schemas and roles per test, and the leftovers guard
+    relations        -- run_dbt and check_relations_equal, in dbt-core's functional-test shape
     example          -- the spec's example rows the view must return, and copies of the example
     seed_csv         -- a dbt seed read as dbt loads it, typed by its YAML column_types
-    crystal_forge    -- databases shaped like Crystal Forge's (crystal_forge_schema.sql) and
+    crystal_forge    -- databases shaped like Crystal Forge's (macro crystal_forge_tables_ddl) and
                         their indexes
     rehearsal        -- the README's deploy commands, run as written
     grafana_files    -- the Grafana files read without a server, macros expanded as Grafana does
