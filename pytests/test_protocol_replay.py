@@ -4,7 +4,8 @@ read after every step.
 `Forge` runs the SQL of Crystal Forge's builder (packages/default/src/queries/
 build_reservations.rs, derivations.rs: claim, heartbeat, the cleanup of reservations
 silent for 300 s, completion, failure) on its own tables and status numbering
-(macro crystal_forge_tables_ddl, with foreign keys and statuses). Time passes by moving every timestamp back.
+(macro crystal_forge_tables_ddl, with foreign keys and statuses). Time passes by
+moving every timestamp back.
 """
 
 from __future__ import annotations
