@@ -82,9 +82,7 @@ def test_the_container_is_postgresql_15_on_loopback(
     assert not isinstance(raised.value, pg.BackendUnavailable)
 
 
-def test_the_view_schema_is_what_dbt_parsed(
-    database: Database, monkeypatch: Env, tmp_path: Path
-) -> None:
+def test_the_view_schema_is_dbts(database: Database, monkeypatch: Env, tmp_path: Path) -> None:
     monkeypatch.delenv("DBT_PROFILES_DIR", raising=False)
     monkeypatch.delenv("BUILDQUEUE_SCHEMA", raising=False)
     for target, schema in [("dev", "buildqueue_dev"), ("prod", "monitoring")]:

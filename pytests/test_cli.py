@@ -21,7 +21,7 @@ from buildqueue.dbt import DbtError, DbtProject
 from buildqueue.paths import PROJECT_DIR
 from buildqueue.report import fetch_rows
 from support import cli_process as cli
-from support.scratch import EXAMPLE_SCHEMA, VIEW_SCHEMA, ScratchSchemas, scratch_name
+from support.scratch import EXAMPLE_SCHEMA, VIEW_SCHEMA, scratch_name
 
 ROLE, PARTIAL = "buildqueue_scram_user", scratch_name("partial")
 REFUSED = ("Refusing to load the example fixtures into target 'prod'", "a non-production")
@@ -53,14 +53,13 @@ def scram(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
     db.stop()
 
 
-@pytest.mark.parametrize(("server", "changes", "problem", "fix"), [
+@pytest.mark.parametrize("case", [  # server, changes, problem, fix
     ("database", {"port": 1, "host": "127.0.0.1"}, "reach PostgreSQL at 127.0.0.1:1", "Fix: start"),
     ("database", {"dbname": "no_db"}, "Database 'no_db' does not exist", "(createdb no_db)"),
     ("scram", {}, f"rejected the credentials of user '{ROLE}'", "Fix: set PGPASSWORD"),
 ])  # fmt: skip
-def test_a_connection_mistake_is_one_line(
-    request: pytest.FixtureRequest, server: str, changes: dict, problem: str, fix: str
-) -> None:
+def test_a_connection_mistake_is_one_line(request: pytest.FixtureRequest, case: tuple) -> None:
+    server, changes, problem, fix = case
     bad = replace(request.getfixturevalue(server), backend="dsn", _stop=None, **changes)
     one_line(cli_error("build", "--database", bad.conninfo()), problem, fix)
     one_line(dbt_error(DbtProject(bad, target="ci"), "run"), problem, fix)
@@ -76,7 +75,7 @@ def test_the_scram_server_checks_passwords_and_names_the_refused_role(scram: Dat
     assert "Fix: load the example first (./run build --fixtures)" in fresh, fresh[-2000:]
 
 
-@pytest.mark.parametrize(("args", "problem", "fix", "env"), [
+@pytest.mark.parametrize("case", [  # args, problem, fix, env
     (["show", "--database", "postgresql://me@h:abc/d"], "port 'abc' in the DSN", "e.g. post", {}),
     *[(["show"], "BUILDQUEUE_SCHEMA=", "Fix: set BUILDQUEUE_SCHEMA to 1 to 63 bytes",
        {"BUILDQUEUE_SCHEMA": bad}) for bad in ["monitoring\n", "x" * 64, "", "a\x1b[2Jb"]],
@@ -87,9 +86,8 @@ def test_the_scram_server_checks_passwords_and_names_the_refused_role(scram: Dat
     (["build", "--vars", "[1]"], "--vars must be a YAML mapping", "Fix: --vars '{a: b}'", {}),
     (["view-sql", "--vars", "[1]"], "--vars must be a YAML mapping", "Fix: --vars '{a: b}'", {}),
 ])  # fmt: skip
-def test_a_setting_mistake_is_one_line(
-    database: Database, args: list, problem: str, fix: str, env: dict
-) -> None:
+def test_a_setting_mistake_is_one_line(database: Database, case: tuple) -> None:
+    args, problem, fix, env = case
     dsn = [] if "--database" in args else ["--database", database.conninfo(), "--target", "ci"]
     one_line(cli_error(*args, *dsn, **{"BUILDQUEUE_SCHEMA": VIEW_SCHEMA, **env}), problem, fix)
 
@@ -118,9 +116,7 @@ def partial(project: DbtProject, build: object, module_scratch_schema: Any) -> D
 
 
 @pytest.mark.parametrize("case", BAD_VARS)
-def test_a_bad_source_or_var_is_one_line(
-    partial: DbtProject, scratch_schema: Any, case: str
-) -> None:
+def test_a_bad_var_is_one_line(partial: DbtProject, scratch_schema: Any, case: str) -> None:
     var, value, problem, fix = BAD_VARS[case]
     vars = {**partial.vars, var: value}
     as_yaml = "{" + ", ".join(f"{k}: '{v}'" for k, v in vars.items()) + "}"
@@ -132,9 +128,7 @@ def test_a_bad_source_or_var_is_one_line(
 
 
 @pytest.mark.parametrize("via", ["cli", "seed", "build", "run"])
-def test_fixtures_never_reach_prod(
-    database: Database, scratch_schema: ScratchSchemas, via: str
-) -> None:
+def test_fixtures_never_reach_prod(database: Database, scratch_schema: Any, via: str) -> None:
     """Refused before dbt writes anything (dbt may create an empty schema first)."""
     source, view = scratch_schema("prod_guard"), scratch_schema("prod_guard_view")
     vars = {"load_fixtures": True, "source_schema": source}
@@ -148,9 +142,7 @@ def test_fixtures_never_reach_prod(
         assert conn.execute(query, [source, view]).fetchone() == (0,)
 
 
-def test_a_paused_view_says_to_rebuild_as_deployed(
-    database: Database, scratch_schema: ScratchSchemas
-) -> None:
+def test_a_paused_view_says_to_rebuild_as_deployed(database: Database, scratch_schema: Any) -> None:
     schema, paused = scratch_schema("paused"), "view_build_queue_status is paused. Fix: rebuild."
     with database.connect() as conn, pytest.raises(DatabaseError) as raised:
         conn.execute(

@@ -23,9 +23,7 @@ def cli_env(**extra: str) -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith(("PG", "BUILDQUEUE_"))} | extra
 
 
-def run_in_subprocess(
-    *args: str, env: dict | None = None, timeout: float = 300
-) -> subprocess.CompletedProcess:
+def run_in_subprocess(*args: str, env: dict | None = None, timeout: float = 300) -> Any:
     """`python -m buildqueue ARGS`: exit code, stdout and stderr as text."""
     return subprocess.run([*COMMAND, *args], cwd=PROJECT_DIR, capture_output=True, text=True,
                           timeout=timeout, env=env, check=False)  # fmt: skip
