@@ -21,9 +21,9 @@ from buildqueue.dbt import DbtError, DbtProject
 from buildqueue.paths import PROJECT_DIR
 from buildqueue.report import fetch_rows
 from support import cli_process as cli
-from support.scratch import EXAMPLE_SCHEMA, VIEW_SCHEMA, scratch_name
+from support.scratch import VIEW_SCHEMA, scratch_name
 
-ROLE, PARTIAL = "buildqueue_scram_user", scratch_name("partial")
+ROLE = "buildqueue_scram_user"
 REFUSED = ("Refusing to load the example fixtures into target 'prod'", "a non-production")
 
 
@@ -92,9 +92,7 @@ def test_a_setting_mistake_is_one_line(database: Database, case: tuple) -> None:
     one_line(cli_error(*args, *dsn, **{"BUILDQUEUE_SCHEMA": VIEW_SCHEMA, **env}), problem, fix)
 
 
-BAD_VARS = {  # var -> value, problem, fix
-    "missing-table": ("source_schema", PARTIAL, f"table(s): {PARTIAL}.build_reservations ",
-                      "Fix: point var source_schema at"),
+BAD_VARS = {  # var, value, problem, fix (test_deploy_safety.py has more, in-process)
     "no-schema": ("source_schema", "no_such", "table(s): no_such.commits,", "Fix: point var"),
     "malformed": ("source_schema", 'cf"x', "Invalid name in var 'source_schema': \"cf\\\"x\"",
                   "Fix: set it in dbt_project.yml"),
@@ -105,26 +103,16 @@ BAD_VARS = {  # var -> value, problem, fix
 }  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def partial(project: DbtProject, build: object, module_scratch_schema: Any) -> DbtProject:
-    """The project, and a source schema with every Crystal Forge table but build_reservations."""
-    with project.database.connect() as conn:
-        conn.execute(f"create schema {module_scratch_schema('partial')}")
-        for table in ("commits", "derivations", "derivation_dependencies"):
-            conn.execute(f"create table {PARTIAL}.{table} (like {EXAMPLE_SCHEMA}.{table})")
-    return project
-
-
 @pytest.mark.parametrize("case", BAD_VARS)
-def test_a_bad_var_is_one_line(partial: DbtProject, scratch_schema: Any, case: str) -> None:
+def test_a_bad_var_is_one_line(project: Any, build: Any, scratch_schema: Any, case: str) -> None:
     var, value, problem, fix = BAD_VARS[case]
-    vars = {**partial.vars, var: value}
+    vars = {**project.vars, var: value}
     as_yaml = "{" + ", ".join(f"{k}: '{v}'" for k, v in vars.items()) + "}"
     # dbt creates the target's schema before it finds the mistake: a scratch one
     schema = scratch_schema("bad_vars")
-    args = ["dbt", "--database", partial.database.conninfo(), "run", "--vars", as_yaml]
+    args = ["dbt", "--database", project.database.conninfo(), "run", "--vars", as_yaml]
     one_line(cli_error(*args, BUILDQUEUE_SCHEMA=schema), problem, fix)
-    one_line(dbt_error(partial, "run", vars=vars), problem, fix)
+    one_line(dbt_error(project, "run", vars=vars), problem, fix)
 
 
 @pytest.mark.parametrize("via", ["cli", "seed", "build", "run"])

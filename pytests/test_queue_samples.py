@@ -98,13 +98,6 @@ def test_each_run_prunes_samples_past_the_retention(samples_project: DbtProject)
     assert [(now - s["sampled_at"]).days for s in samples(samples_project)][:1] == [0]
 
 
-@pytest.mark.parametrize("var", ["queue_sample_interval", "queue_sample_retention"])
-def test_an_empty_interval_is_refused(samples_project: DbtProject, var: str) -> None:
-    message = f"Invalid value for var '{var}': \"0 minutes\".*longer than zero"
-    with pytest.raises(DbtError, match=message):
-        samples_project.invoke("run", "--select", SAMPLE_MODEL, vars={var: "0 minutes"})
-
-
 def test_a_run_reports_its_own_sample_not_an_older_one(samples_project: DbtProject) -> None:
     """Retention shorter than the interval would prune this run's sample at once: an error
     (from the model's var check, or from take_sample should the model insert and prune)."""

@@ -15,10 +15,7 @@ from support.seed_csv import read_seed
 SOURCE_SCHEMA = "crystal_forge_example"  # var source_schema's default
 CI_VIEW_SCHEMA = "buildqueue_ci"  # target ci's schema
 EXPECTED_SEED = "expected_view_build_queue_status"
-AGE_COLUMNS = {
-    "earliest_reservation": "earliest_reservation_age_seconds",
-    "latest_heartbeat": "latest_heartbeat_age_seconds",
-}
+AGE_COLUMNS = {c: f"{c}_age_seconds" for c in ("earliest_reservation", "latest_heartbeat")}
 _ROWS = read_seed("example", EXPECTED_SEED)
 EXPECTED_ROWS = [{k: v for k, v in row.items() if k not in AGE_COLUMNS.values()} for row in _ROWS]
 EXPECTED_AGES = {
