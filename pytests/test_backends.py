@@ -1,67 +1,138 @@
-"""The other ways in: an existing server via PG* variables or a DSN (with its password)."""
+"""The ways in: PG* variables, a DSN with its password (a scram server, suite roles logging in
+with passwords), testcontainers; the profile dbt gets; the leftovers guard."""
 
-from __future__ import annotations
-
+import re
 from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
-from buildqueue.database import Database, from_dsn, open_database
-from buildqueue.dbt import DbtProject
+from buildqueue import database as pg
+from buildqueue.database import Database, DatabaseError
+from buildqueue.dbt import PASSWORD_ENV, DbtError, DbtProject, profile_dict
 from buildqueue.report import fetch_rows
+from support import scratch
+from support.cli_process import as_dsn, start_password_server
 from support.example import EXPECTED_ROWS
-from support.password_server import as_dsn, start_password_server
-from support.scratch import ScratchSchemas, create_login_role, drop_roles, scratch_name
+
+JINJA_PROFILE = """buildqueue: {target: live, outputs: {live: {type: postgres, host: elsewhere,
+  port: 1, user: nobody, dbname: nothing, threads: 1,
+  schema: "{{ (env_var('BUILDQUEUE_TEST_PREFIX', 'Grafana') ~ '_views') | lower }}"}}}"""
+Env = pytest.MonkeyPatch
 
 
-def _same_server(db: Database) -> str:
-    with db.connect() as conn:
-        return conn.execute("select system_identifier::text from pg_control_system()").fetchone()[0]
-
-
-def test_env_backend_reaches_the_server_named_by_pg_variables(
-    database: Database, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_the_env_backend_and_a_dsn(database: Database, monkeypatch: Env) -> None:
     for key, value in database.env().items():
         monkeypatch.setenv(key, value)
-    db = open_database("env")
-    assert db.backend == "env"
-    assert _same_server(db) == _same_server(database)
-
-
-def test_a_dsn_is_read_with_its_password_and_port() -> None:
-    db = from_dsn("postgresql://me:p%40ss@db.example:6543/cf?sslmode=require")
-    assert (db.user, db.password, db.host, db.port, db.dbname) == (
-        "me", "p@ss", "db.example", 6543, "cf",
-    )  # fmt: skip
+    db, query = pg.open_database("env"), "select system_identifier from pg_control_system()"
+    with db.connect() as conn, database.connect() as same:
+        assert conn.execute(query).fetchone() == same.execute(query).fetchone()
+    dsn = pg.from_dsn("postgresql://me:p%40ss@db.example:6543/cf?sslmode=require")
+    assert (db.backend, dsn.user, dsn.password, dsn.host, dsn.port, dsn.dbname) == (
+        "env", "me", "p@ss", "db.example", 6543, "cf")  # fmt: skip
 
 
 @pytest.fixture(scope="module")
-def password_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
-    """A server asking every role for its password (scram-sha-256), as a default install."""
+def scram(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
+    """A server asking every role for its password (scram-sha-256), reached by its DSN."""
     server = start_password_server(tmp_path_factory.mktemp("scram") / "pgdata")
-    yield open_database(as_dsn(server))
+    yield pg.open_database(as_dsn(server))
     server.stop()
 
 
-def test_dsn_backend_builds_and_reads_the_view_on_a_password_server(
-    password_server: Database,
-) -> None:
-    """The suite's own pieces on a scram server: dbt with the DSN's password, the reader
-    role the suite creates logging in with the password it was given."""
-    db, reader = password_server, scratch_name("scram_reader")
-    schema = ScratchSchemas(db)
-    view, source = schema("dsn_view"), schema("dsn_source")
-    over_dsn = DbtProject(db, target="ci", schema=view, vars={"source_schema": source})
+def test_a_password_server_builds_and_a_suite_role_reads_the_view(scram: Database) -> None:
+    reader, schemas = scratch.scratch_name("scram_reader"), scratch.ScratchSchemas(scram)
+    view, source = schemas("dsn_view"), schemas("dsn_source")
     try:
-        over_dsn.build(fixtures=True, vars={"view_reader_roles": []})
-        with db.connect() as conn:
-            create_login_role(conn, reader, db)
-            conn.execute(f"grant usage on schema {view} to {reader}")
-            conn.execute(f"grant select on {view}.view_build_queue_status to {reader}")
-        with db.connect(user=reader) as conn:
-            rows = fetch_rows(conn, view)
-        assert [row["system_name"] for row in rows] == [row["system_name"] for row in EXPECTED_ROWS]
+        project = DbtProject(scram, target="ci", schema=view, vars={"source_schema": source})
+        project.build(fixtures=True, vars={"view_reader_roles": []})
+        with scram.connect() as conn:
+            scratch.create_login_role(conn, reader, scram)
+            conn.execute(f"grant usage on schema {view} to {reader}; grant select on {view}."
+                         f"view_build_queue_status to {reader}")  # fmt: skip
+        with scram.connect(user=reader) as conn:
+            names = [row["system_name"] for row in fetch_rows(conn, view)]
+        assert names == [row["system_name"] for row in EXPECTED_ROWS]
     finally:
-        schema.drop_all()
-        drop_roles(db, [reader])
+        schemas.drop_all()
+        scratch.drop_roles(scram, [reader])
+
+
+def test_without_a_docker_engine_the_container_backend_says_why(monkeypatch: Env) -> None:
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    with pytest.raises(pg.BackendUnavailable, match=r"no Docker engine answers.*Fix: start Dock"):
+        pg.start_testcontainers()
+
+
+def test_the_container_is_postgresql_15_on_loopback(
+    container_database: Any, monkeypatch: Env
+) -> None:
+    db, image = container_database, "Fix: name a PostgreSQL image Docker has in"
+    assert (db.backend, db.host, db.env()["PGHOST"]) == ("testcontainers", pg.LOOPBACK, pg.LOOPBACK)
+    with db.connect() as conn:
+        assert conn.execute("show server_version").fetchone()[0].startswith("15")
+    with pytest.raises(DatabaseError, match="rejected the credentials"):
+        db.connect(password="wrong")
+    monkeypatch.setenv(pg.IMAGE_ENV, "buildqueue/no-such-image:0")  # Docker answers: an error
+    with pytest.raises(DatabaseError, match=image) as raised:
+        pg.start_testcontainers()
+    assert not isinstance(raised.value, pg.BackendUnavailable)
+
+
+def test_the_view_schema_is_dbts(database: Database, monkeypatch: Env, tmp_path: Path) -> None:
+    monkeypatch.delenv("DBT_PROFILES_DIR", raising=False)
+    monkeypatch.delenv("BUILDQUEUE_SCHEMA", raising=False)
+    for target, schema in [("dev", "buildqueue_dev"), ("prod", "monitoring")]:
+        assert DbtProject(database, target=target).view_schema() == schema
+    monkeypatch.setenv("BUILDQUEUE_SCHEMA", "From_Env")
+    assert DbtProject(database, target="ci").view_schema() == "From_Env"  # case kept
+    assert DbtProject(database, target="ci", schema="given").view_schema() == "given"
+    (tmp_path / "profiles.yml").write_text(JINJA_PROFILE)  # one's own, with Jinja
+    monkeypatch.setenv("DBT_PROFILES_DIR", str(tmp_path))
+    monkeypatch.setenv("BUILDQUEUE_TEST_PREFIX", "Team")
+    assert DbtProject(database, target="live").view_schema() == "team_views"
+    with pytest.raises(DbtError, match=r"does not have a target named 'staging'.*--target live"):
+        DbtProject(database, target="staging").view_schema()
+
+
+def test_the_profile_names_the_password_and_dbt_finds_it(tmp_path: Path) -> None:
+    """A password like Jinja gets dbt in, though the profile only names its variable."""
+    server = start_password_server(tmp_path / "pgdata", password := "pa{{ ss }}'\"%")
+    project, query = DbtProject(server, "ci", "bqt_private"), "select '{{ target.port }}'"
+    try:
+        text = yaml.safe_dump(profile_dict(server, "ci", "bqt_private"))
+        assert password not in text and PASSWORD_ENV in text
+        (compiled,) = project.invoke("compile", "--inline", query).result.result.results
+        assert compiled.node.compiled_code == f"select '{server.port}'"
+        project = replace(project, database=replace(server, dbname="{{ db }}"))
+        with pytest.raises(DbtError, match=re.escape("Database '{{ db }}' does not exist")):
+            project.invoke("compile", "--inline", query)
+    finally:
+        server.stop()
+
+
+def test_the_guard_names_what_a_run_left_behind_or_dropped(database: Database) -> None:
+    """A stranger is named and left alone, a scratch stray dropped and named, a schema that
+    existed before and is gone after named."""
+    stranger, stray, victim = f"left_{scratch.PREFIX}", *map(scratch.scratch_name, ["s", "v"])
+    with database.connect() as conn:
+        conn.execute(f"create schema {victim}")
+    try:
+        with pytest.raises(AssertionError) as raised, scratch.nothing_left_behind(database):  # noqa: SIM117
+            with database.connect() as conn:
+                conn.execute(f"create schema {stranger}; create role {stranger};"
+                             f" create schema {stray}; drop schema {victim}")  # fmt: skip
+        assert all(f"{kind} {name} ({what}" in str(raised.value) for kind, name, what in [
+            ("schema", stranger, "left behind"), ("role", stranger, "left behind"),
+            ("schema", stray, "not dropped by its fixture; dropped now"),
+            ("schema", victim, "dropped, it existed before")]), raised.value  # fmt: skip
+        assert stray not in scratch.inventory(database)["schema"]
+        with pytest.raises(ValueError, match="Fix: use lowercase"):
+            scratch.scratch_name("x" * (scratch.NAME_LIMIT - len(scratch.PREFIX)))
+    finally:
+        with database.connect() as conn:
+            conn.execute(f"drop schema if exists {stranger}, {victim}; drop role if exists"
+                         f" {stranger}")  # fmt: skip

@@ -1,429 +1,161 @@
-"""The queue history (build_queue_samples): one sample per run and bucket, pruned, from the CLI.
-
-Each test builds the view and the samples table in its own scratch schema over the example
-(fixtures `samples_project`, `samples_schema`; dropped afterwards). The building of the
-samples themselves is the real `dbt run --select build_queue_samples`, in-process or as
-`buildqueue sample` in a process of its own.
-"""
-
-from __future__ import annotations
+"""The queue history (build_queue_samples): one sample per bucket, also when runs overlap,
+pruned past the retention; `buildqueue sample` reports what its own run added."""
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
-from datetime import timedelta
 from typing import Any
 
-import psycopg
 import pytest
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from buildqueue.database import Database
 from buildqueue.dbt import DbtError, DbtProject
-from buildqueue.paths import PROJECT_DIR
-from buildqueue.perf.fleet import status_ids
-from buildqueue.report import fetch_rows
 from buildqueue.sampler import SAMPLE_MODEL, SampleError, take_sample
-from support.cli_process import run_in_subprocess
-from support.scratch import EXAMPLE_SCHEMA as SOURCE_SCHEMA
+from support.cli_process import cli_env, run_in_subprocess, start_cli
+from support.scratch import EXAMPLE_SCHEMA
 
-ONE_BUCKET = {"queue_sample_interval": "1000 weeks", "queue_sample_retention": "1000 weeks"}
-"""Buckets so long that runs seconds apart certainly share one (and it is not pruned)."""
-
-
-TIME_INDEPENDENT = {
-    "systems_queued": 3,
-    "systems_building": 2,
-    "systems_ready": 1,
-    "packages_pending": 3,
-    "packages_building": 5,
-    "packages_completed": 55,
-    "packages_cached": 48,
-    "active_workers": 5,
-}
-"""The example's sample, except the stale count (heartbeat ages grow as the session runs)."""
+ONE_BUCKET = {"queue_sample_interval": "1000 weeks", "queue_sample_retention": "2000 weeks"}
+SECOND = {"queue_sample_interval": "1 second"}  # after a 1.1 s sleep: a bucket of its own
+LINE = "3 systems queued (2 building, 1 ready, "
+COUNTS = "packages 3 pending, 5 building, 55 completed, 48 cached; 5 active workers"
 
 
-def summarise(view_rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """What a sample must hold for these rows of the view, computed here independently."""
-    return {
-        "systems_queued": len(view_rows),
-        "systems_building": sum(row["status"] == "building" for row in view_rows),
-        "systems_ready": sum(row["status"] == "ready_for_system_build" for row in view_rows),
-        "systems_with_stale_workers": sum(row["has_stale_workers"] for row in view_rows),
-        "packages_pending": sum(row["pending_packages"] for row in view_rows),
-        "packages_building": sum(row["building_packages"] for row in view_rows),
-        "packages_completed": sum(row["completed_packages"] for row in view_rows),
-        "packages_cached": sum(row["cached_packages"] for row in view_rows),
-        "active_workers": len({worker for row in view_rows for worker in row["worker_ids"]}),
-        "latest_heartbeat": max(
-            (row["latest_heartbeat"] for row in view_rows if row["latest_heartbeat"]),
-            default=None,
-        ),
-    }
+def samples(project: DbtProject) -> list[dict[str, Any]]:
+    table = sql.Identifier(project.schema, SAMPLE_MODEL)
+    with project.database.connect() as conn, conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(sql.SQL("select * from {} order by sampled_at").format(table)).fetchall()
 
 
-def samples(database: Database, schema: str) -> list[dict[str, Any]]:
-    """Every sample in ``schema``, oldest first."""
-    with database.connect() as conn, conn.cursor(row_factory=dict_row) as cur:
-        cur.execute(
-            sql.SQL("select * from {} order by sampled_at").format(
-                sql.Identifier(schema, SAMPLE_MODEL)
-            )
-        )
-        return list(cur.fetchall())
-
-
-def counts(sample: dict[str, Any]) -> dict[str, int]:
-    return {key: value for key, value in sample.items() if key not in {"sampled_at", "measured_at"}}
-
-
-def view_summary(database: Database, schema: str) -> dict[str, int]:
-    with database.connect() as conn:
-        return summarise(fetch_rows(conn, schema))
-
-
-def sample_run(project: DbtProject, **vars: str) -> None:
-    project.invoke("run", "--select", SAMPLE_MODEL, vars=vars or None)
-
-
-def cli_env(schema: str) -> dict[str, str]:
-    """The environment of a user whose dbt target builds into ``schema``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "BUILDQUEUE_"))}
-    return {**env, "BUILDQUEUE_SCHEMA": schema}
-
-
-def cli(database: Database, *args: str, vars: dict[str, str] | None = None) -> list[str]:
-    """`buildqueue sample` arguments for the test database and the ci target, with the
-    source schema in --vars as a cron run gives it (plus ``vars``)."""
-    given = {"source_schema": SOURCE_SCHEMA, **(vars or {})}
-    return [
+def sample_cli(project: DbtProject, *args: str, vars: dict | None = None) -> dict[str, Any]:
+    """`buildqueue sample` as a cron job runs it: the ci target, the source in --vars."""
+    vars = json.dumps({"source_schema": EXAMPLE_SCHEMA, **(vars or {})})
+    args = (
         "sample",
         "--database",
-        database.conninfo(),
+        project.database.conninfo(),
         "--target",
         "ci",
         "--vars",
-        json.dumps(given),
+        vars,
         *args,
-    ]
-
-
-def start_sampler(
-    database: Database, schema: str, *args: str, vars: dict[str, str]
-) -> subprocess.Popen[str]:
-    """`python -m buildqueue sample ARGS` in a process of its own, building into ``schema``."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "buildqueue", *cli(database, *args, vars=vars)],
-        cwd=PROJECT_DIR,
-        env=cli_env(schema),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
     )
+    return {"args": args, "env": cli_env(BUILDQUEUE_SCHEMA=project.schema)}
 
 
-# --- one sample per run, reflecting the view ------------------------------------------
+def test_two_runs_in_one_bucket_leave_its_first_sample(samples_project: DbtProject) -> None:
+    first, second = (take_sample(samples_project, ONE_BUCKET) for _ in "12")
+    assert (first.added, second.added, second.row) == (True, False, first.row)
+    assert "was already taken" in second.describe() and first.row in samples(samples_project)
+    assert len(samples(samples_project)) == 2  # the fixture's and this bucket's
 
 
-def test_a_sample_is_appended_per_run_and_reflects_the_view(
-    database: Database, samples_project: DbtProject, samples_schema: str
-) -> None:
-    (first,) = samples(database, samples_schema)  # taken by the build of the fixture
-    assert {k: v for k, v in counts(first).items() if k in TIME_INDEPENDENT} == TIME_INDEPENDENT
-    time.sleep(1.1)  # the next 1-second bucket
-    before = view_summary(database, samples_schema)
-    sample_run(samples_project, queue_sample_interval="1 second")
-    after = view_summary(database, samples_schema)
-    taken = samples(database, samples_schema)
-    assert len(taken) == 2
-    assert taken[0] == first, "an earlier sample is never rewritten"
-    assert counts(taken[1]) in (before, after)
-    assert taken[1]["sampled_at"] > first["sampled_at"]
-    assert timedelta(0) <= taken[1]["measured_at"] - taken[1]["sampled_at"] < timedelta(seconds=1)
-
-
-def test_a_sample_sees_the_queue_as_it_is_now(
-    database: Database, example_copy: Callable[..., DbtProject]
-) -> None:
-    """Build one of server-a's packages in a copy of the example: the next sample has one
-    package less pending (the session's shared example is never written to)."""
-    project = example_copy("samples_live")
-    schema = project.view_schema()
-    sample_run(project)  # the first sample, as the samples_project fixture takes it
-    ids = status_ids()
-    with database.connect(options=f"-c search_path={schema}") as conn:
-        built = conn.execute(
-            "update derivations set status_id = %(complete)s where id = ("
-            " select package.id from derivation_dependencies as dependency"
-            " join derivations as package on package.id = dependency.depends_on_id"
-            " where dependency.derivation_id = 1 and package.derivation_type = 'package'"
-            "   and package.status_id not in (%(complete)s, %(building)s, %(pushed)s)"
-            " limit 1)",
-            {
-                "complete": ids["build-complete"],
-                "building": ids["build-inprogress"],
-                "pushed": ids["cache-pushed"],
-            },
-        )
-        assert built.rowcount == 1
-    time.sleep(1.1)
-    sample_run(project, queue_sample_interval="1 second")
-    taken = samples(database, schema)
-    assert len(taken) == 2
-    assert (taken[0]["packages_pending"], taken[0]["packages_completed"]) == (3, 55)
-    assert (taken[1]["packages_pending"], taken[1]["packages_completed"]) == (2, 56)
-
-
-# --- idempotent within a bucket, also when runs overlap -----------------------------------
-
-
-def test_two_runs_in_one_bucket_leave_one_sample(
-    database: Database, samples_project: DbtProject, samples_schema: str
-) -> None:
-    first = take_sample(samples_project, ONE_BUCKET)
-    second = take_sample(samples_project, ONE_BUCKET)
-    assert (first.added, second.added) == (True, False)
-    assert second.row == first.row, "the bucket's sample stays as the first run took it"
-    bucket = first.row["sampled_at"]
-    in_bucket = [s for s in samples(database, samples_schema) if s["sampled_at"] == bucket]
-    assert in_bucket == [first.row]
-
-
-def _blocked_inserts(database: Database, schema: str) -> int:
-    with database.connect() as conn:
-        (waiting,) = conn.execute(
-            "select count(*) from pg_locks join pg_stat_activity using (pid)"
-            " where pg_locks.relation = %s::regclass and not pg_locks.granted"
-            " and pg_stat_activity.query ilike '%%insert into%%'",
-            [f'"{schema}"."{SAMPLE_MODEL}"'],
-        ).fetchone()
-        return int(waiting)
-
-
-def test_overlapping_runs_leave_one_sample_per_bucket(
-    database: Database, samples_project: DbtProject, samples_schema: str
-) -> None:
-    """Two `buildqueue sample` processes reach their insert at the same moment.
-
-    A lock on the samples table (share mode: reads pass, inserts wait) holds both runs at
-    their insert until both have read the view and found the bucket empty; then it is
-    released and both insert the same bucket at once. One row must result, and both runs
-    must succeed (dbt's delete+insert would fail one of them on the primary key).
-    """
-    table = sql.Identifier(samples_schema, SAMPLE_MODEL)
-    runs: list[subprocess.Popen[str]] = []
-    with database.connect(autocommit=False) as blocker:
+def test_overlapping_runs_leave_one_sample_per_bucket(samples_project: DbtProject) -> None:
+    """Two `buildqueue sample` processes held at their insert (a share lock: reads pass)
+    until both found the bucket empty, then let go at once: one row, both succeed."""
+    table, db = sql.Identifier(samples_project.schema, SAMPLE_MODEL), samples_project.database
+    waiting = ("select count(*) from pg_locks join pg_stat_activity using (pid) where relation ="
+               " %s::regclass and not granted and query ilike '%%insert into%%'")  # fmt: skip
+    runs, command = [], sample_cli(samples_project, vars=ONE_BUCKET)
+    with db.connect(autocommit=False) as blocker, db.connect() as conn:
         blocker.execute(sql.SQL("lock table {} in share mode").format(table))
         try:
-            for _ in range(2):
-                runs.append(start_sampler(database, samples_schema, vars=ONE_BUCKET))
-            deadline = time.monotonic() + 300
-            while _blocked_inserts(database, samples_schema) < 2:
-                failed = [run for run in runs if run.poll() is not None]
-                assert not failed, failed[0].communicate()
-                assert time.monotonic() < deadline, "the two runs never both reached their insert"
+            runs = [start_cli(*command["args"], env=command["env"]) for _ in "ab"]
+            while conn.execute(waiting, [table.as_string(conn)]).fetchone()[0] < 2:
+                assert all(run.poll() is None for run in runs), runs[0].communicate()
                 time.sleep(0.2)
-        except BaseException:
-            for run in runs:
-                run.kill()
-                run.wait()
-            raise
         finally:
-            blocker.rollback()  # releases the lock: both inserts go ahead together
-    outputs = [run.communicate(timeout=300) for run in runs]
+            blocker.rollback()  # both inserts go ahead together
+            outputs = [run.communicate(timeout=300) for run in runs]
     assert [run.returncode for run in runs] == [0, 0], outputs
-    lines = [stdout.strip() for stdout, _ in outputs]
-    added = [line for line in lines if "already taken" not in line]
-    assert len(added) == 1 and "3 systems queued" in added[0], lines
-    taken = samples(database, samples_schema)
-    assert len(taken) == 2, "the fixture's sample plus exactly one in the long bucket"
-    assert len({sample["sampled_at"] for sample in taken}) == 2
+    added = [out for out, _ in outputs if "already taken" not in out]
+    assert len(added) == 1 and LINE in added[0], outputs
+    assert len({s["sampled_at"] for s in samples(samples_project)}) == 2
 
 
-def test_full_refresh_keeps_the_history(
-    database: Database, samples_project: DbtProject, samples_schema: str
-) -> None:
-    before = samples(database, samples_schema)
+def test_full_refresh_keeps_the_history(samples_project: DbtProject) -> None:
+    before = samples(samples_project)
     samples_project.invoke("build", "--exclude", "resource_type:seed", "--full-refresh")
-    assert samples(database, samples_schema)[: len(before)] == before
+    assert samples(samples_project)[: len(before)] == before
 
 
-# --- retention ---------------------------------------------------------------------------
-
-
-def _plant_old_samples(database: Database, schema: str, *ages_in_days: int) -> None:
-    table = sql.Identifier(schema, SAMPLE_MODEL)
-    with database.connect() as conn:
-        for age in ages_in_days:
+def test_each_run_prunes_samples_past_the_retention(samples_project: DbtProject) -> None:
+    plant = sql.SQL("insert into {} select date_trunc('minute', now()) - %s * interval '1 day',"
+                    " now() - %s * interval '1 day', 0, 0, 0, 0, 0, 0, 0, 0, 0")  # fmt: skip
+    with samples_project.database.connect() as conn:
+        for age in (40, 29):
             conn.execute(
-                sql.SQL(
-                    "insert into {} select date_trunc('minute', now()) - %s * interval '1 day',"
-                    " now() - %s * interval '1 day', 0, 0, 0, 0, 0, 0, 0, 0, 0"
-                ).format(table),
-                [age, age],
+                plant.format(sql.Identifier(samples_project.schema, SAMPLE_MODEL)), [age] * 2
             )
-
-
-def test_each_run_prunes_samples_past_the_retention(
-    database: Database, samples_project: DbtProject, samples_schema: str
-) -> None:
-    _plant_old_samples(database, samples_schema, 40, 29)
-    now = samples(database, samples_schema)[-1]["sampled_at"]
-
-    def ages() -> list[int]:
-        return [(now - s["sampled_at"]).days for s in samples(database, samples_schema)]
-
-    assert ages() == [40, 29, 0]
-    sample_run(samples_project)  # default retention: 30 days
-    assert ages()[:2] == [29, 0]
-    sample_run(samples_project, queue_sample_retention="1 day")
-    assert ages()[:1] == [0], "pruned although this run's bucket already had its sample"
-
-
-@pytest.mark.parametrize("var", ["queue_sample_interval", "queue_sample_retention"])
-def test_an_empty_interval_is_refused(samples_project: DbtProject, var: str) -> None:
-    outcome = samples_project.invoke(
-        "run", "--select", SAMPLE_MODEL, vars={var: "0 minutes"}, check=False
+    now = samples(samples_project)[-1]["sampled_at"]
+    assert [(now - s["sampled_at"]).days for s in samples(samples_project)] == [40, 29, 0]
+    samples_project.invoke("run", "--select", SAMPLE_MODEL)  # default retention: 30 days
+    assert [(now - s["sampled_at"]).days for s in samples(samples_project)][:2] == [29, 0]
+    samples_project.invoke(
+        "run", "--select", SAMPLE_MODEL, vars={"queue_sample_retention": "1 day"}
     )
-    assert not outcome.success
-    assert f"Invalid value for var '{var}': \"0 minutes\"" in outcome.describe()
-    assert "longer than zero" in outcome.describe()
+    # pruned although this run's bucket had its sample already
+    assert [(now - s["sampled_at"]).days for s in samples(samples_project)][:1] == [0]
 
 
-# --- buildqueue sample -------------------------------------------------------------------
-
-
-def test_sample_once_from_the_cli(
-    database: Database, samples_project: DbtProject, samples_schema: str
-) -> None:
-    time.sleep(1.1)  # the next 1-second bucket
-    completed = run_in_subprocess(
-        *cli(database, vars={"queue_sample_interval": "1 second"}),
-        env=cli_env(samples_schema),
-    )
-    assert completed.returncode == 0, completed.stderr
-    (line,) = completed.stdout.splitlines()
-    assert line.startswith("sample "), line
-    assert (
-        "3 systems queued (2 building, 1 ready, " in line
-        and "packages 3 pending, 5 building, 55 completed, 48 cached; 5 active workers" in line
-    ), line
-    assert len(samples(database, samples_schema)) == 2
-
-
-def test_sample_without_the_view_says_how_to_build_it(
-    database: Database, build: object, samples_schema: str
-) -> None:
-    completed = run_in_subprocess(*cli(database), env=cli_env(samples_schema))
-    assert completed.returncode == 1
-    assert completed.stderr.strip() == (
-        f"error: view_build_queue_status is not built in schema '{samples_schema}', and "
-        "samples read it. Fix: deploy it first (`buildqueue build --target ci`, or `dbt build "
-        "--target ci --vars ...` as in the README's deploy section), then sample."
-    )
-    with database.connect() as conn:
-        assert conn.execute("select to_regnamespace(%s)", [samples_schema]).fetchone() == (None,)
-
-
-@pytest.fixture
-def sampling(database: Database, samples_project: DbtProject, samples_schema: str) -> Iterator:
-    process = start_sampler(
-        database, samples_schema, "--every", "1", vars={"queue_sample_interval": "1 second"}
-    )
-    yield process
-    if process.poll() is None:
-        process.kill()
-        process.wait()
-
-
-def _added(line: str) -> bool:
-    """Whether a `buildqueue sample` line reports a sample it added (not one already taken:
-    two runs a second apart can still fall in one 1-second bucket)."""
-    return line.startswith("sample ") and "was already taken" not in line
-
-
-def test_sample_every_n_seconds_until_ctrl_c(
-    database: Database, samples_schema: str, sampling: subprocess.Popen[str]
-) -> None:
-    assert sampling.stdout is not None
-    lines: list[str] = []
-    while sum(map(_added, lines)) < 2 and len(lines) < 10:
-        lines.append(sampling.stdout.readline())
-    assert all(line.startswith("sample ") for line in lines), lines
-    sampling.send_signal(signal.SIGINT)
-    stdout, stderr = sampling.communicate(timeout=120)
-    assert sampling.returncode == 130, stderr
-    assert stderr.rstrip().endswith("interrupted."), stderr
-    added = [line for line in lines + stdout.splitlines() if _added(line)]
-    assert len(added) >= 2, lines
-    taken = samples(database, samples_schema)
-    # the fixture's, then one per reported sample (plus one a Ctrl-C cut short of its report)
-    assert 1 + len(added) <= len(taken) <= 2 + len(added), (taken, added)
-    assert len({sample["sampled_at"] for sample in taken}) == len(taken)
-
-
-def test_every_needs_a_positive_number_of_seconds(database: Database, samples_schema: str) -> None:
-    completed = run_in_subprocess(*cli(database, "--every", "0"), env=cli_env(samples_schema))
-    assert completed.returncode == 1, completed.stderr
-    assert "error: --every needs a positive number of seconds" in completed.stderr
-    assert "sampling" not in completed.stderr, "the error comes before the loop's first line"
-
-
-def test_a_run_reports_its_own_sample_not_an_older_one(
-    samples_project: DbtProject, samples_schema: str, database: Database
-) -> None:
-    """A run whose sample is pruned in the same run (retention shorter than the interval)
-    must not present the bucket's older sample as the one it added."""
+def test_a_run_reports_its_own_sample_not_an_older_one(samples_project: DbtProject) -> None:
+    """Retention shorter than the interval would prune this run's sample at once: an error
+    (from the model's var check, or from take_sample should the model insert and prune)."""
     time.sleep(1.1)
-    take_sample(samples_project, {"queue_sample_interval": "1 second"})  # a recent older sample
-    with pytest.raises((DbtError, SampleError)) as raised:
-        take_sample(
-            samples_project,
-            {"queue_sample_interval": "1 day", "queue_sample_retention": "1 minute"},
-        )
-    assert "queue_sample_retention" in str(raised.value)
+    take_sample(samples_project, SECOND)  # a recent older sample
+    pruned = {"queue_sample_interval": "1 day", "queue_sample_retention": "1 minute"}
+    with pytest.raises((DbtError, SampleError), match=r"queue_sample_retention.*longer than"):
+        take_sample(samples_project, pruned)
 
 
-def test_a_committed_sample_is_reported_even_if_dbt_then_fails(
-    samples_project: DbtProject, samples_schema: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """dbt reports a failure after the sample's transaction committed (its connection died
-    on the way out): the sample is there, so it is reported as added, not as failed."""
-    real_invoke = DbtProject.invoke
+def test_a_committed_sample_is_reported_added(samples_project: Any, monkeypatch: Any) -> None:
+    """dbt fails after the sample's commit (its connection died): reported as added."""
+    real = DbtProject.invoke
 
     def commit_then_fail(self: DbtProject, *args: str, **kwargs: Any) -> Any:
-        outcome = real_invoke(self, *args, **kwargs)
-        outcome.success = False
-        outcome.failures.append("server closed the connection unexpectedly")
+        outcome = real(self, *args, **kwargs)
+        outcome.success, outcome.failures = False, ["server closed the connection unexpectedly"]
+        for result in outcome.result.result.results:  # dbt never read the row count
+            result.adapter_response = {}
         return outcome
 
     time.sleep(1.1)
     monkeypatch.setattr(DbtProject, "invoke", commit_then_fail)
-    sample = take_sample(samples_project, {"queue_sample_interval": "1 second"})
-    assert sample.added, sample.describe()
+    assert take_sample(samples_project, SECOND).added
 
 
-def test_samples_table_is_keyed_by_sample_time(
-    database: Database, samples_project: DbtProject, samples_schema: str
-) -> None:
-    with database.connect() as conn:
-        key = conn.execute(
-            "select array_agg(attname) from pg_index join pg_attribute"
-            " on attrelid = indrelid and attnum = any(indkey)"
-            " where indrelid = %s::regclass and indisprimary",
-            [f'"{samples_schema}"."{SAMPLE_MODEL}"'],
-        ).fetchone()
-    assert key == (["sampled_at"],)
-    with pytest.raises(psycopg.errors.UniqueViolation), database.connect() as conn:
-        conn.execute(
-            sql.SQL("insert into {} select * from {}").format(
-                sql.Identifier(samples_schema, SAMPLE_MODEL),
-                sql.Identifier(samples_schema, SAMPLE_MODEL),
-            )
-        )
+def test_sample_once_from_the_cli(samples_project: DbtProject) -> None:
+    time.sleep(1.1)
+    command = sample_cli(samples_project, vars=SECOND)
+    done = run_in_subprocess(*command["args"], env=command["env"])
+    assert done.returncode == 0, done.stderr
+    (line,) = done.stdout.splitlines()
+    assert line.startswith("sample ") and LINE in line and COUNTS in line, line
+    assert len(samples(samples_project)) == 2
+
+
+def test_sample_without_the_view_says_how_to_build_it(project: Any, samples_schema: str) -> None:
+    command = sample_cli(DbtProject(project.database, "ci", samples_schema))
+    done = run_in_subprocess(*command["args"], env=command["env"])
+    assert (done.returncode, done.stderr.strip()) == (1, (
+        f"error: view_build_queue_status is not built in schema '{samples_schema}', and "
+        "samples read it. Fix: deploy it first (`buildqueue build --target ci`, or `dbt build "
+        "--target ci --vars ...` as in the README's deploy section), then sample."
+    ))  # fmt: skip
+
+
+def test_sample_every_n_seconds_until_ctrl_c(samples_project: DbtProject) -> None:
+    command = sample_cli(samples_project, "--every", "1", vars=SECOND)
+    process = start_cli(*command["args"], env=command["env"])
+    try:
+        lines = [process.stdout.readline() for _ in range(3)]
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == 130 and stderr.rstrip().endswith("interrupted."), stderr
+    assert all(line.startswith("sample ") for line in lines + stdout.splitlines()), lines
+    added = [line for line in lines + stdout.splitlines() if "already taken" not in line]
+    taken = samples(samples_project)  # the fixture's, one per report, + one cut short
+    assert len(added) >= 2 and 1 + len(added) <= len(taken) <= 2 + len(added), (taken, added)
+    assert len({sample["sampled_at"] for sample in taken}) == len(taken)
