@@ -1,5 +1,5 @@
 """`buildqueue view-sql`: the view's migration as dbt compiles it and the materialization
-wraps it (CTEs inlined, security_barrier, grants); test_view_sql.py compares the two."""
+wraps it (CTEs inlined, security_barrier, grants); test_deploy.py compares the two."""
 
 import re
 from datetime import UTC, datetime

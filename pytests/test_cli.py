@@ -92,7 +92,7 @@ def test_a_setting_mistake_is_one_line(database: Database, case: tuple) -> None:
     one_line(cli_error(*args, *dsn, **{"BUILDQUEUE_SCHEMA": VIEW_SCHEMA, **env}), problem, fix)
 
 
-BAD_VARS = {  # var, value, problem, fix (test_deploy_safety.py has more, in-process)
+BAD_VARS = {  # var, value, problem, fix (test_deploy.py has more, in-process)
     "no-schema": ("source_schema", "no_such", "table(s): no_such.commits,", "Fix: point var"),
     "malformed": ("source_schema", 'cf"x', "Invalid name in var 'source_schema': \"cf\\\"x\"",
                   "Fix: set it in dbt_project.yml"),

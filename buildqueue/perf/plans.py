@@ -1,5 +1,5 @@
 """Reading PostgreSQL plans (``explain (analyze, format json)``): parallelism, and how many
-times the view's aggregations ran (`./run bench` and pytests/test_plans.py read them)."""
+times the view's aggregations ran (`./run bench` and pytests/test_perf.py read them)."""
 
 from __future__ import annotations
 
