@@ -29,8 +29,10 @@ VIEW_SCHEMA = scratch_name("ci")  # the session's view over them
 
 def create_login_role(conn: psycopg.Connection, name: str, database: Database) -> None:
     """A login role with the session user's password, so it logs in on a scram server."""
-    password = sql.SQL(" password {}").format(database.password) if database.password else sql.SQL("")
-    conn.execute(sql.SQL("create role {} login").format(sql.Identifier(name)) + password)
+    statement = sql.SQL("create role {} login").format(sql.Identifier(name))
+    if database.password:
+        statement += sql.SQL(" password {}").format(database.password)
+    conn.execute(statement)
 
 
 def drop_schemas(database: Database, names: list[str]) -> None:
