@@ -44,7 +44,7 @@ def drop_schemas(database: Database, names: list[str]) -> None:
 def drop_roles(database: Database, names: list[str]) -> None:
     with database.connect() as conn:
         for name in names:
-            if conn.execute("select from pg_roles where rolname = %s", [name]).fetchone():
+            if conn.execute("select 1 from pg_roles where rolname = %s", [name]).fetchone():
                 conn.execute(
                     sql.SQL("drop owned by {0}; drop role {0}").format(sql.Identifier(name))
                 )
