@@ -20,7 +20,6 @@
     {{ return('') }}
 {% endmacro %}
 
-
 {# The roles of the list that do not exist on the server, one a row. #}
 {% macro missing_reader_roles_query(roles) %}
     select wanted.rolname

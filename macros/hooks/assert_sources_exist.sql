@@ -19,12 +19,7 @@
     {{ return('') }}
 {% endmacro %}
 
-
-{#
-    The tables of the list missing from source_schema, as schema.table. Looked up by their
-    exact names (case kept): dbt's get_relation stops at "approximate match" when
-    source_schema is PUBLIC and the database has public.
-#}
+{# Missing tables as schema.table, by exact name (get_relation stops at "approximate match"). #}
 {% macro missing_source_tables(tables) %}
     {% set schema = setting('source_schema') %}
     {% set query %}

@@ -10,7 +10,6 @@
     {{ return('') }}
 {% endmacro %}
 
-
 {# The mapping in one line, e.g. "queued = dry-run-complete 5 (scheduled: not in the table, skipped); ..." #}
 {% macro describe_status_mapping(resolved) %}
     {% set parts = [] %}

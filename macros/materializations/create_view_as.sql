@@ -1,8 +1,4 @@
-{#
-    dbt's create view, with the ephemeral CTEs inlined (`as not materialized`: PostgreSQL
-    would copy the whole derivations table for a CTE read twice) and `security_barrier`
-    (a reader's own functions see only the view's rows). _macros.yml says more.
-#}
+{# dbt's create view, ephemeral CTEs inlined, with security_barrier (_macros.yml). #}
 {% macro postgres__create_view_as(relation, sql) -%}
     {%- set sql_header = config.get('sql_header', none) -%}
     {{ sql_header if sql_header is not none }}
@@ -14,7 +10,6 @@
         {{ inline_ephemeral_ctes(sql) }}
     );
 {%- endmacro %}
-
 
 {# `__dbt__cte__<model> as (` -> `__dbt__cte__<model> as not materialized (` #}
 {% macro inline_ephemeral_ctes(sql) -%}

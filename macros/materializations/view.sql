@@ -1,31 +1,10 @@
 {#
-    dbt's view materialization for PostgreSQL, changed in one place: when the view already
-    exists and the new query keeps its columns (same names, order, types and collations;
-    new columns may only be added at the end), the view is replaced in place with
-    `create or replace view` instead of being swapped for a new one. The swap renames the
-    old view away and drops it with `cascade`, which silently drops every view someone
-    built on top of ours; replacing in place keeps them. Either way it happens in one
-    transaction, so dashboards never see the view missing. When the columns do change
-    incompatibly, PostgreSQL cannot replace in place, and this falls back to dbt's swap
-    (dependent views are then dropped, as with stock dbt; docs/production.md).
-    The new query is always created first as the intermediate view, so it is checked and
-    its column types are known before anything is replaced.
-
-    Follows dbt-adapters 1.24.5 (installed with dbt-postgres 1.11.0, which has no view
-    materialization of its own), file
-    dbt/include/global_project/macros/materializations/models/view.sql
-    (`materialization view, default`), statement for statement; that file's
-    sha256 2cfa8cdda4ec5a201a945cf7db6693a6a2aa09d97887137cb9b7305d92080c3c.
-    What differs:
-    - `adapter='postgres'` instead of `default`, so it overrides dbt's only for PostgreSQL;
-    - after the intermediate view is created: lock_view takes the live view's lock with a
-      bounded wait and retries (var view_replace_lock_timeout; docs/production.md);
-    - then the `if view_columns_are_kept(...)` branch
-      (`create or replace view` on the target, then drop the intermediate); dbt's
-      rename-and-drop swap is the `else` branch, unchanged;
-    - dbt's explanatory comments are left out.
-    .ci/lint fails when an upgrade changes that file (its sha256 above): re-diff, then
-    update the hash.
+    dbt's view materialization for PostgreSQL (_macros.yml says why and how it differs):
+    dbt-adapters 1.24.5's global_project/macros/materializations/models/view.sql, file
+    sha256 2cfa8cdda4ec5a201a945cf7db6693a6a2aa09d97887137cb9b7305d92080c3c, statement for
+    statement, but `adapter='postgres'`, lock_view after the intermediate view, and the
+    in-place `create or replace view` branch when view_columns_are_kept (dbt's swap is the
+    `else`). .ci/lint fails when dbt's file changes: re-diff, then update the hash.
 #}
 {%- materialization view, adapter='postgres' -%}
 
@@ -83,12 +62,10 @@
 
 {%- endmaterialization -%}
 
-
 {# Whether `create or replace view old` with new's query is allowed (_macros.yml). #}
 {% macro view_columns_are_kept(old, new) %}
     {{ return(run_query(view_columns_are_kept_query(old, new)).columns[0].values()[0]) }}
 {% endmacro %}
-
 
 {# view_columns_are_kept's query: true when no column of old is missing or changed in new. #}
 {% macro view_columns_are_kept_query(old, new) %}
@@ -109,7 +86,6 @@
             or new_column.attcollation is distinct from old_column.attcollation
         )
 {% endmacro %}
-
 
 {#
     Each try waits at most view_replace_lock_timeout: dashboards queue behind a waiting
@@ -155,7 +131,6 @@ $$
     {% endif %}
     {{ return(true) }}
 {% endmacro %}
-
 
 {# A relation as a regclass literal (quotes in its names doubled). #}
 {% macro regclass(relation) %}

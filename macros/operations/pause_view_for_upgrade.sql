@@ -1,7 +1,4 @@
-{#
-    dbt run-operation pause_view_for_upgrade --target prod: the view reads no table until
-    the next dbt build, keeping its columns, grants and dependent views (_macros.yml).
-#}
+{# dbt run-operation pause_view_for_upgrade --target prod (_macros.yml). #}
 {% macro pause_view_for_upgrade() %}
     {% set view = adapter.get_relation(database=target.database, schema=target.schema, identifier='view_build_queue_status') %}
     {% if view is none %}
@@ -22,7 +19,6 @@
     {{ log('Paused ' ~ view ~ ': it reads no table now, keeps its columns, grants and dependent views, and every query on it fails with "' ~ message ~ '". Run the Crystal Forge upgrade, then dbt build.', info=true) }}
 {% endmacro %}
 
-
 {# The view's columns in order: name, type (with modifiers), collation (NULL: none). #}
 {% macro view_columns_query(view) %}
     select
@@ -39,11 +35,7 @@
     order by view_column.attnum
 {% endmacro %}
 
-
-{#
-    The placeholder: the same columns, all NULL, and a where clause whose cast fails on
-    every query (text is no integer), with the message in the error.
-#}
+{# The same columns, all NULL; a cast that fails on every query carries the message. #}
 {% macro paused_view_sql(view, columns, message) %}
     create or replace view {{ view }} with (security_barrier) as
     select

@@ -1,10 +1,4 @@
-{#
-    Models and other seeds go to the target's schema. The example fixtures (seeds/example)
-    go to var source_schema, because their post-hook publishes them as the very tables the
-    sources read.
-    dbt names every node here while parsing, before it creates a schema: so every schema
-    name (and the database name, which dbt writes quoted into every relation) is checked here.
-#}
+{# Where each node goes, every name checked before dbt creates a schema (_macros.yml). #}
 {% macro generate_schema_name(custom_schema_name, node) %}
     {%- set source_schema = setting('source_schema') -%}
     {%- do identifier(target.database, "the database of target '" ~ target.name ~ "' (env var PGDATABASE)",

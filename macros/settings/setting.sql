@@ -8,7 +8,6 @@
     {{ return(validated_var(name)) }}
 {% endmacro %}
 
-
 {# A validated integer list rendered for SQL `in (...)`. #}
 {% macro setting_in_list(name) %}
     {{ return('(' ~ (setting(name) | join(', ')) ~ ')') }}

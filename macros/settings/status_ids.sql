@@ -11,20 +11,12 @@
     }) }}
 {% endmacro %}
 
-
 {# A status name as compared: lower case, letters and digits only. #}
 {% macro normalized_status_name(name) %}
     {{ return(modules.re.sub('[^a-z0-9]', '', (name | string) | lower)) }}
 {% endmacro %}
 
-
-{#
-    For each role: {'ids': [...], 'names': [...], 'skipped': [...], 'source': ...}.
-    source is 'override' when the id var is set (no lookup), else the statuses table.
-    Fails with the table's names when a name does not resolve (a queued name that does not
-    resolve is skipped while at least one does; an optional role may resolve to none). At parse time (no database) the ids are
-    placeholders.
-#}
+{# For each role: {'ids', 'names', 'skipped', 'source'} (_macros.yml: resolve_statuses). #}
 {% macro resolve_statuses() %}
     {% set roles = status_roles() %}
     {% set resolved = {} %}

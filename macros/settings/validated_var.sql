@@ -1,7 +1,4 @@
-{#
-    A project var checked against its form (_macros.yml: validated_var); `forms` lists the
-    known settings (pytests/test_one_home.py checks it against dbt_project.yml).
-#}
+{# A project var checked against its form (_macros.yml: validated_var). #}
 {% macro validated_var(name, check_pair=true) %}
     {% set forms = {
         'source_schema': 'identifier',
@@ -80,11 +77,7 @@
     {{ return(ns.items if form != item_form else ns.items[0]) }}
 {% endmacro %}
 
-
-{#
-    Seconds in an interval written as amounts with units ('1 hour 30 minutes') or as
-    hh:mm[:ss]; none when written otherwise (months and years vary in length).
-#}
+{# Seconds in '1 hour 30 minutes' or hh:mm[:ss]; none otherwise (months vary). #}
 {% macro interval_seconds(value) %}
     {% set unit = '(microseconds?|milliseconds?|seconds?|secs?|minutes?|mins?|hours?|days?|weeks?)' %}
     {% set text = value | lower if value is string else '' %}
