@@ -1,5 +1,4 @@
-"""The spec's example and alert queries (analyses/) on the example, and the growth alert's
-analysis against its Grafana rule on planted queue histories."""
+"""The analyses/ queries on the example; the growth alert against its Grafana rule on histories."""
 
 from __future__ import annotations
 
@@ -30,14 +29,13 @@ CASES = {  # analysis, vars, columns (expressions over its rows) -> rows on the 
     "cache_push_lag": (  # cache_status: doc block departure_server_c_cache_status
         {}, "system_name, completed_packages, cached_packages, cache_lag, cache_status",
         [("server-c", 45, 40, 5, None), ("server-a", 7, 5, 2, None)]),
-    "worker_utilization_summary": (
-        {}, "total_active_workers, systems_in_queue, systems_building, systems_ready",
-        [(5, 3, 2, 1)]),
+    "worker_utilization_summary": ({}, "total_active_workers, systems_in_queue, systems_building,"
+                                   " systems_ready", [(5, 3, 2, 1)]),
     "queue_depth_by_commit": ({}, "time, systems, total_work_remaining, workers_assigned", WORK),
     "alert_stale_workers_detected": ({}, "stale_systems", [(1,)]),
     "alert_queue_growing_unchecked": ({}, "packages_remaining, is_over_threshold", [(8, False)]),
-    "alert_queue_growing_unchecked 7": (
-        {"packages_remaining_threshold": 7}, "packages_remaining, is_over_threshold", [(8, True)]),
+    "alert_queue_growing_unchecked 7": ({"packages_remaining_threshold": 7},
+                                        "packages_remaining, is_over_threshold", [(8, True)]),
     "alert_system_stuck_building": ({}, "system_name, status", [("server-c", "building")]),
     "alert_system_stuck_building 4 hours": (
         {"stuck_building_threshold": "4 hours"}, "system_name", []),  # server-c: 3 hours
@@ -103,10 +101,9 @@ def history(
 
 def plant(conn: psycopg.Connection, schema: str, ages: dict[int, int]) -> None:
     conn.execute(f"delete from {schema}.{SAMPLE_MODEL}")
-    for age, pending in ages.items():
-        conn.execute(f"insert into {schema}.{SAMPLE_MODEL} select now() - %s * interval '1 minute',"
-                     " now() - %s * interval '1 minute', 1, 1, 0, 0, %s, 0, 0, 0, 1",
-                     [age, age, pending])  # fmt: skip
+    conn.cursor().executemany(f"insert into {schema}.{SAMPLE_MODEL} select now() - %s * interval"
+                              " '1 minute', now() - %s * interval '1 minute', 1, 1, 0, 0, %s, 0,"
+                              " 0, 0, 1", [(age, age, n) for age, n in ages.items()])  # fmt: skip
 
 
 def test_the_growth_alert_analysis_is_the_grafana_rule(

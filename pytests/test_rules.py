@@ -34,8 +34,7 @@ def test_the_build_passes_and_gives_the_example(
 def test_the_build_adds_only_the_view_and_its_history(conn: psycopg.Connection) -> None:
     built = "select relname, relkind from pg_class where relnamespace = %s::regnamespace order by 1"
     assert conn.execute(built, [VIEW_SCHEMA]).fetchall() == [
-        ("build_queue_samples", "r"), ("build_queue_samples_pkey", "i"), (VIEW, "v")
-    ]  # fmt: skip
+        ("build_queue_samples", "r"), ("build_queue_samples_pkey", "i"), (VIEW, "v")]  # fmt: skip
     ours = "select relname from pg_class where relnamespace = %s::regnamespace"
     ours += " and relname = any(%s)"
     assert conn.execute(ours, [EXAMPLE_SCHEMA, [VIEW, "build_queue_samples"]]).fetchall() == []
@@ -44,55 +43,36 @@ def test_the_build_adds_only_the_view_and_its_history(conn: psycopg.Connection) 
     assert conn.execute(triggers, [EXAMPLE_SCHEMA]).fetchall() == []
 
 
-# --- liveness: a worker's write is in the next query, with no dbt run ----------------------
-
-FINISH_A = [
-    "update derivations set status_id = 6 where id in (108, 109, 110)",
-    "delete from build_reservations where nixos_derivation_id = 1",
-]
-LIVE = {
+FINISH_A = ["update derivations set status_id = 6 where id in (108, 109, 110)",
+            "delete from build_reservations where nixos_derivation_id = 1"]  # fmt: skip
+LIVE = {  # liveness, no dbt run: a worker's writes, a system -> its columns (None: not listed)
     "a new reservation": (
-        ["insert into build_reservations (worker_id, derivation_id) values ('w9', 2)"],
-        "server-b",
-        {"active_workers": 1, "worker_ids": ["w9"], "has_stale_workers": False, "recent": True},
-    ),
+        ["insert into build_reservations (worker_id, derivation_id) values ('w9', 2)"], "server-b",
+        {"active_workers": 1, "worker_ids": ["w9"], "has_stale_workers": False, "recent": True}),
     "a heartbeat clears staleness": (
         ["update build_reservations set heartbeat_at = now() where nixos_derivation_id = 3"],
-        "server-c",
-        {"has_stale_workers": False},
-    ),
+        "server-c", {"has_stale_workers": False}),
     "a quiet heartbeat turns stale": (
         ["update build_reservations set heartbeat_at = now() - interval '6 minutes'"
-         " where worker_id = 'worker-1'"],
-        "server-a",
-        {"has_stale_workers": True},
-    ),
+         " where worker_id = 'worker-1'"], "server-a", {"has_stale_workers": True}),
     "finished packages make the system ready": (
-        FINISH_A,
-        "server-a",
+        FINISH_A, "server-a",
         {"completed_packages": 10, "total_packages": 10, "building_packages": 0,
          "pending_packages": 0, "active_workers": 0, "worker_ids": [],
-         "status": "ready_for_system_build", "cache_status": "waiting_for_cache_push"},
-    ),
+         "status": "ready_for_system_build", "cache_status": "waiting_for_cache_push"}),
     "a cache push clears the cache wait": (
         [*FINISH_A, "update derivations set status_id = 14 where id between 101 and 110"],
-        "server-a",
-        {"status": "ready_for_system_build", "cache_status": None},
-    ),
+        "server-a", {"status": "ready_for_system_build", "cache_status": None}),
     "a system leaving the queue disappears": (
-        ["update derivations set status_id = 14 where id = 2"], "server-b", None
-    ),
+        ["update derivations set status_id = 14 where id = 2"], "server-b", None),
 }  # fmt: skip
 
 
 @pytest.mark.parametrize(("writes", "system", "expected"), LIVE.values(), ids=LIVE.keys())
 def test_a_write_is_in_the_next_query(
-    example: ExampleDatabase,
-    writable_example: ExampleDatabase,
-    writes: list[str],
-    system: str,
+    example: ExampleDatabase, writable_example: ExampleDatabase, writes: list[str], system: str,
     expected: dict | None,
-) -> None:
+) -> None:  # fmt: skip
     with writable_example.connect_view() as grafana:
         check_relations_equal(grafana, VIEW, f"{example.source_schema}.{EXPECTED}")
         for write in writes:
@@ -114,8 +94,7 @@ def test_source_freshness_warns_once_heartbeats_go_quiet(
     assert run_dbt(copy, "source", "freshness").node_statuses[FRESHNESS] == "warn"
 
 
-# --- hostile data: never an error, never a dropped system, each bad row named once ---------
-
+# hostile data: never an error, never a dropped system, each bad row named once
 QUEUED, PUSHED, DONE, BUILDING, CACHED, WAITING = 12, 14, 6, 8, 14, 3  # the spec's numbering
 BULK, BULK_WORKERS = 10_000, 100
 LONG_SYSTEM = "sérvér-東京-🚀-" + "x" * 5000
@@ -148,19 +127,17 @@ RELAX = """alter table derivations alter column derivation_name drop not null;
         alter column reserved_at drop not null, alter column heartbeat_at drop not null"""
 PLANT = [
     f"insert into derivation_statuses select * from {EXAMPLE_SCHEMA}.derivation_statuses",
-    """insert into commits (id, flake_id, git_commit_hash, commit_timestamp)
-       select i, 1, md5(i::text), timestamptz '2024-03-01 00:00+00' + i * interval '1 hour'
-       from generate_series(1, 12) as i""",
-    *[f"insert into build_reservations values ({', '.join(map(str, row))})"
-      for row in RESERVATIONS],
-    """insert into derivations (id, derivation_type, derivation_name, status_id)
-       select 100000 + i, 'package', 'bulk-' || i, 8 from generate_series(1, %(bulk)s) as i""",
-    """insert into derivation_dependencies (derivation_id, depends_on_id)
-       select 11, 100000 + i from generate_series(1, %(bulk)s) as i""",
-    """insert into build_reservations
-       select 1000 + i, 'bulk-' || lpad((i %% %(workers)s)::text, 3, '0'), 100000 + i, 11,
-           now() - interval '1 hour', now() - interval '10 seconds'
-       from generate_series(1, %(bulk)s) as i""",
+    "insert into commits (id, flake_id, git_commit_hash, commit_timestamp) select i, 1,"
+    " md5(i::text), timestamptz '2024-03-01 00:00+00' + i * interval '1 hour'"
+    " from generate_series(1, 12) as i",
+    *[f"insert into build_reservations values ({', '.join(map(str, r))})" for r in RESERVATIONS],
+    "insert into derivations (id, derivation_type, derivation_name, status_id)"
+    " select 100000 + i, 'package', 'bulk-' || i, 8 from generate_series(1, %(bulk)s) as i",
+    "insert into derivation_dependencies (derivation_id, depends_on_id)"
+    " select 11, 100000 + i from generate_series(1, %(bulk)s) as i",
+    "insert into build_reservations select 1000 + i, 'bulk-' || lpad((i %% %(workers)s)::text,"
+    " 3, '0'), 100000 + i, 11, now() - interval '1 hour', now() - interval '10 seconds'"
+    " from generate_series(1, %(bulk)s) as i",
 ]  # fmt: skip
 CASES = {
     "dependency on a missing package is not counted":
@@ -222,11 +199,10 @@ def hostile(
     params = {"long": LONG_WORKER, "short": SHORT_WORKER, "bulk": BULK, "workers": BULK_WORKERS}
     with database.connect(options=f"-c search_path={source}") as conn, conn.transaction():
         conn.execute(RELAX)
-        conn.cursor().executemany("insert into derivations (id, commit_id, derivation_type,"
-                                  " derivation_name, status_id) values (%s, %s, %s, %s, %s)",
-                                  DERIVATIONS)  # fmt: skip
-        conn.cursor().executemany("insert into derivation_dependencies values (%s, %s)",
-                                  DEPENDENCIES)  # fmt: skip
+        cur = conn.cursor()
+        cur.executemany("insert into derivations (id, commit_id, derivation_type, derivation_name,"
+                        " status_id) values (%s, %s, %s, %s, %s)", DERIVATIONS)  # fmt: skip
+        cur.executemany("insert into derivation_dependencies values (%s, %s)", DEPENDENCIES)
         for statement in PLANT:
             conn.execute(statement, params if "%(" in statement else None)
     run_dbt(project, "run")
@@ -273,15 +249,11 @@ def test_each_bad_row_is_named_by_one_warning(
             assert set(conn.execute(f"select {columns} from {audit}.{name}")) == expected, name
 
 
-# --- statuses by name: Crystal Forge's numbering needs no status vars ----------------------
-
-MAPPING = (
-    "Crystal Forge statuses (public.derivation_statuses): "
-    "queued = dry-run-complete 5 (scheduled: not in the table, skipped); "
-    "system build = build-pending 7, build-inprogress 8; "
-    "build complete = build-complete 10; building = build-inprogress 8; "
-    "cache pushed = cache-pushed 14"
-)
+# statuses by name: Crystal Forge's numbering needs no status vars
+MAPPING = ("Crystal Forge statuses (public.derivation_statuses): queued = dry-run-complete 5"
+           " (scheduled: not in the table, skipped); system build = build-pending 7,"
+           " build-inprogress 8; build complete = build-complete 10; building = build-inprogress"
+           " 8; cache pushed = cache-pushed 14")  # fmt: skip
 
 
 def logged_by(project: DbtProject, *args: str, vars: dict | None = None) -> str:
@@ -294,8 +266,7 @@ def logged_by(project: DbtProject, *args: str, vars: dict | None = None) -> str:
 
 @pytest.fixture(scope="module")
 def statuses(database: Database, build: DbtOutcome) -> Iterator[tuple[DbtProject, str]]:
-    """The example in a database of Crystal Forge's shape and numbering, the view built over
-    it with nothing but source_schema; and what dbt logged building it."""
+    """The example in Crystal Forge's shape and numbering built with source_schema only; the log."""
     db = create_scratch_database(database, scratch_name("statuses"))
     try:
         load_example(db)
@@ -335,17 +306,14 @@ def test_explicit_ids_override_and_the_warn_test_names_them(
     assert "public.derivation_statuses, not build-complete." in log
 
 
-@pytest.mark.parametrize(
-    ("vars", "fragments"),
-    [
-        ({"cache_pushed_status": "pushed"},
-         ["Status pushed (var cache_pushed_status) is not in public.derivation_statuses, which"
-          " has: pending (1), queued (2), dry-run-pending (3), dry-run-inprogress (4), ",
-          "cache-pushed (14). Fix: set var cache_pushed_status to a name from that list"]),
-        ({"queued_system_statuses": ["scheduled"]},
-         ["Status scheduled (var queued_system_statuses) is not in public.derivation_statuses"]),
-    ],
-)  # fmt: skip
+@pytest.mark.parametrize(("vars", "fragments"), [
+    ({"cache_pushed_status": "pushed"},
+     ["Status pushed (var cache_pushed_status) is not in public.derivation_statuses, which"
+      " has: pending (1), queued (2), dry-run-pending (3), dry-run-inprogress (4), ",
+      "cache-pushed (14). Fix: set var cache_pushed_status to a name from that list"]),
+    ({"queued_system_statuses": ["scheduled"]},
+     ["Status scheduled (var queued_system_statuses) is not in public.derivation_statuses"]),
+])  # fmt: skip
 def test_a_status_name_not_in_the_table_stops_the_build(
     statuses: tuple[DbtProject, str], vars: dict, fragments: list[str]
 ) -> None:
@@ -363,11 +331,10 @@ def test_without_a_statuses_table_explicit_ids_are_the_way(
         message = run_dbt(project, "run", expect_pass=False).describe()
         assert "table public.derivation_statuses does not exist" in message
         assert "give the ids explicitly, e.g. --vars '{queued_system_status_ids: [5]" in message
-        run_dbt(project, "run", vars={"queued_system_status_ids": [5],
-                                      "system_build_status_ids": [7, 8],
-                                      "build_complete_status_id": 10,
-                                      "build_in_progress_status_id": 8,
-                                      "cache_pushed_status_id": 14})  # fmt: skip
+        run_dbt(project, "run", vars={
+            "queued_system_status_ids": [5], "system_build_status_ids": [7, 8],
+            "build_complete_status_id": 10, "build_in_progress_status_id": 8,
+            "cache_pushed_status_id": 14})  # fmt: skip
     finally:
         with project.database.connect() as conn:
             conn.execute("alter table statuses_away rename to derivation_statuses")
