@@ -19,8 +19,7 @@ from support.scratch import scratch_name
 SHIFTED = {  # every timestamp the replay's time travel moves back
     "public.derivations": ["scheduled_at", "started_at", "completed_at"],
     "public.build_reservations": ["reserved_at", "heartbeat_at"],
-    "build_queue_samples": ["sampled_at", "measured_at", "latest_heartbeat"],
-}
+    "build_queue_samples": ["sampled_at", "measured_at", "latest_heartbeat"]}  # fmt: skip
 
 
 def status(name: str) -> str:
@@ -44,13 +43,12 @@ CLAIMABLE = f"""select d.id from derivations d join commits c on c.id = d.commit
     left join build_reservations br on br.derivation_id = d.id
     where d.derivation_type = 'nixos' and br.id is null and d.derivation_path is not null
         and d.status_id in ({status("dry-run-complete")}, {status("build-pending")})
-        and d.attempt_count <= 5
-    order by c.commit_timestamp desc, d.id limit 1"""
+        and d.attempt_count <= 5 order by c.commit_timestamp desc, d.id limit 1"""
 
 
 @dataclass
 class Forge:
-    """A Crystal Forge database with the view deployed, driven as its builders drive it."""
+    """Crystal Forge with the view, driven by its builder's SQL (build_reservations.rs etc.)."""
 
     db: Database
     project: DbtProject  # the view's; its run refreshes the queue history
@@ -71,8 +69,7 @@ class Forge:
     def claim(self, worker: str) -> int | None:
         """claim_next_derivation: the newest claimable system reserved, build-inprogress."""
         with self.db.connect() as conn, conn.transaction():
-            found = conn.execute(CLAIMABLE).fetchone()
-            if found is None:
+            if (found := conn.execute(CLAIMABLE).fetchone()) is None:
                 return None
             conn.execute("insert into build_reservations (worker_id, derivation_id,"
                          " nixos_derivation_id) values (%s, %s, %s) on conflict (derivation_id)"
@@ -102,9 +99,8 @@ class Forge:
 
     def cleanup(self) -> list[int]:
         """cleanup_stale_reservations, every 60 s: reservations silent for over 300 s."""
-        reclaimed = [d for (d,) in self.sql("delete from build_reservations where heartbeat_at"
-                                            " < now() - interval '300 seconds' returning"
-                                            " derivation_id")]  # fmt: skip
+        stale = "delete from build_reservations where heartbeat_at < now() - interval '300 seconds'"
+        reclaimed = [derivation for (derivation,) in self.sql(stale + " returning derivation_id")]
         self.sql(f"update derivations set status_id = {status('dry-run-complete')},"
                  " started_at = null where id = any(%(d)s)", d=reclaimed)  # fmt: skip
         return reclaimed
@@ -124,8 +120,7 @@ class Forge:
 
     def row(self, system: int) -> tuple[Any, ...] | None:
         """The system's view row: the columns of WAITING below."""
-        rows = self.sql(
-            "select status, total_packages, completed_packages, building_packages,"
+        rows = self.sql("select status, total_packages, completed_packages, building_packages,"
             " pending_packages, cached_packages, worker_ids, has_stale_workers, cache_status,"
             " earliest_reservation is not null, latest_heartbeat is not null"
             " from view_build_queue_status where nixos_id = %(s)s", s=system)  # fmt: skip
@@ -156,8 +151,7 @@ def deployed_forge(database: Database) -> Iterator[Forge]:
                              vars={"source_schema": "public"})  # fmt: skip
         run_dbt(project, "run")
         run_dbt(project, "compile", "--select", "alert_queue_stalled")
-        stalled = (COMPILED_DIR / "alert_queue_stalled.sql").read_text()
-        yield Forge(db, project, stalled)
+        yield Forge(db, project, (COMPILED_DIR / "alert_queue_stalled.sql").read_text())
     finally:
         drop_database(database, db)
 
@@ -204,8 +198,7 @@ def test_a_failed_build_leaves_the_queue(forge: Forge) -> None:
     system = forge.evaluate("beta", packages=3)
     assert (forge.claim(W0), forge.row(system)) == (system, BUILT_BY_W0)
     forge.finish(W0, system, succeeded=False)
-    assert forge.row(system) is None
-    assert forge.claim(W1) is None  # build-failed is never claimed again
+    assert (forge.row(system), forge.claim(W1)) == (None, None)  # build-failed: never claimed again
 
 
 def test_a_system_past_five_attempts_waits_and_the_queue_stalls(forge: Forge) -> None:
@@ -229,8 +222,7 @@ def test_the_stall_alert_sees_dead_builders_without_history(forge: Forge) -> Non
     forge.wait(400)
     assert forge.stalled_seconds() == 0
     forge.wait(220)
-    assert forge.row(system)[7] is True  # has_stale_workers
-    assert 600 < forge.stalled_seconds() < 640
+    assert (forge.row(system)[7], 600 < forge.stalled_seconds() < 640) == (True, True)  # stale
     forge.sql("truncate derivation_dependencies, build_reservations, derivations, commits")
     assert forge.stalled_seconds() == 0  # nothing queued: nothing stalls
 
@@ -252,11 +244,10 @@ def test_package_level_protocol(forge: Forge) -> None:
     forge.finish(W1, second)
     forge.claim_package(W0, third, system)
     forge.finish(W0, third)
-    waiting_for_cache = (3, 3, 0, 0, 1)
-    assert forge.row(system) == ("ready_for_system_build", *waiting_for_cache, [], False,
+    assert forge.row(system) == ("ready_for_system_build", 3, 3, 0, 0, 1, [], False,
                                  "waiting_for_cache_push", False, False)  # fmt: skip
     assert forge.claim(W1) == system  # the system's own build
-    assert forge.row(system) == ("building", *waiting_for_cache, [W1], False,
+    assert forge.row(system) == ("building", 3, 3, 0, 0, 1, [W1], False,
                                  "waiting_for_cache_push", True, True)  # fmt: skip
     forge.finish(W1, system)
     assert forge.row(system) is None

@@ -34,10 +34,9 @@ def refill_example(conn: psycopg.Connection, schema: str, source: str = SOURCE_S
         copy = sql.SQL("insert into {} select * from {}")
         conn.execute(copy.format(sql.Identifier(schema, table), sql.Identifier(source, table)))
     freshest = min(age for age in LATEST_HEARTBEAT_AGE_SECONDS.values() if age is not None)
-    shift = sql.SQL(
-        "update {0} set reserved_at = reserved_at + shift, heartbeat_at = heartbeat_at + shift"
-        " from (select now() - max(heartbeat_at) - make_interval(secs => %s) as shift from {0}) s"
-    )
+    shift = sql.SQL("update {0} set reserved_at = reserved_at + shift, heartbeat_at ="
+                    " heartbeat_at + shift from (select now() - max(heartbeat_at)"
+                    " - make_interval(secs => %s) as shift from {0}) s")  # fmt: skip
     conn.execute(shift.format(sql.Identifier(schema, "build_reservations")), [freshest])
 
 
@@ -50,10 +49,8 @@ class ExampleDatabase:
     source_schema: str
     outcome: DbtOutcome
 
-    view_schema = property(lambda self: self.project.view_schema())
-
     def connect_view(self) -> psycopg.Connection:  # like Grafana: search_path the view's schema
-        return self.database.connect(options=f"-c search_path={self.view_schema}")
+        return self.database.connect(options=f"-c search_path={self.project.view_schema()}")
 
     def connect_source(self) -> psycopg.Connection:  # like a worker
         return self.database.connect(options=f"-c search_path={self.source_schema}")

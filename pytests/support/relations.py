@@ -17,9 +17,8 @@ ALERTING = PROJECT_DIR / "grafana" / "provisioning" / "alerting" / "buildqueue-a
 TIMES = ("earliest_reservation", "latest_heartbeat")  # seeded as <time>_age_seconds
 
 
-def run_dbt(
-    project: DbtProject, *args: str, expect_pass: bool = True, vars: dict[str, Any] | None = None
-) -> DbtOutcome:
+def run_dbt(project: DbtProject, *args: str, expect_pass: bool = True,
+            vars: dict[str, Any] | None = None) -> DbtOutcome:  # fmt: skip
     """One dbt command; fails the test unless it succeeds (or, expect_pass=False, fails)."""
     outcome = project.invoke(*args, vars=vars, check=False)
     assert outcome.success == expect_pass, outcome.describe()
@@ -33,13 +32,11 @@ def check_relations_equal(conn: psycopg.Connection, view: str, expected: str) ->
     actual = f"""select {", ".join([*("v." + c for c in plain), *map(age.format, TIMES)])}
         from {view} as v, (select max(v.latest_heartbeat + make_interval(secs =>
             e.latest_heartbeat_age_seconds)) as at from {view} as v join {expected} as e
-            using (nixos_id)) as loaded
-        where loaded.at <= now()"""
+            using (nixos_id)) as loaded where loaded.at <= now()"""
     expect = f"select {', '.join(plain + [c + '_age_seconds' for c in TIMES])} from {expected}"
-    diff = conn.execute(f"(select 'missing', * from ({expect} except all {actual}) as m) union all"
-                        f" (select 'unexpected', * from ({actual} except all {expect}) as u)"
-                        ).fetchall()  # fmt: skip
-    assert diff == [], diff
+    diff = f"(select 'missing', * from ({expect} except all {actual}) as m) union all"
+    diff += f" (select 'unexpected', * from ({actual} except all {expect}) as u)"
+    assert (rows := conn.execute(diff).fetchall()) == [], rows
     order = [nixos_id for (nixos_id,) in conn.execute(f"select nixos_id from {view}")]
     assert order == [row["nixos_id"] for row in EXPECTED_ROWS]  # the seed's row order
 

@@ -9,11 +9,9 @@ import yaml
 from buildqueue.paths import PROJECT_DIR
 
 SEEDS_DIR = PROJECT_DIR / "seeds"
-PARSERS = {
-    "integer": int, "bigint": int, "text": str, "timestamptz": datetime.fromisoformat,
-    "boolean": lambda text: {"true": True, "false": False}[text.lower()],
-    "text[]": lambda text: text[1:-1].split(",") if text != "{}" else [],
-}  # fmt: skip
+PARSERS = {"integer": int, "bigint": int, "text": str, "timestamptz": datetime.fromisoformat,
+           "boolean": lambda text: {"true": True, "false": False}[text.lower()],
+           "text[]": lambda text: text[1:-1].split(",") if text != "{}" else []}  # fmt: skip
 
 
 def read_seed(folder: str, seed: str) -> list[dict[str, Any]]:
