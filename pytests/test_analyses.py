@@ -1,5 +1,4 @@
-"""The spec's example and alert queries (analyses/) on the example, and the growth alert's
-analysis against its Grafana rule on planted queue histories."""
+"""The analyses/ queries on the example; the growth alert against its Grafana rule on histories."""
 
 from __future__ import annotations
 
@@ -23,29 +22,22 @@ WORK = [(r["commit_timestamp"], 1, r["pending_packages"] + r["building_packages"
 CASES = {  # analysis, vars, columns (expressions over its rows) -> rows on the example
     "systems_with_most_work_remaining": ({}, "system_name, work_remaining, active_workers",
                                          [("server-c", 5, 3), ("server-a", 3, 2)]),
-    "stale_workers_requiring_intervention": (
-        {}, "system_name, worker_ids, building_packages, time_since_heartbeat"
-        " between interval '10 minutes' and interval '1 hour'",  # 600 s old at load time
+    "stale_workers_requiring_intervention": ({}, "system_name, worker_ids, building_packages,"
+        " time_since_heartbeat between interval '10 minutes' and interval '1 hour'",  # 600 s old
         [("server-c", ["worker-2", "worker-3", "worker-4"], 3, True)]),
     "cache_push_lag": (  # cache_status: doc block departure_server_c_cache_status
         {}, "system_name, completed_packages, cached_packages, cache_lag, cache_status",
         [("server-c", 45, 40, 5, None), ("server-a", 7, 5, 2, None)]),
-    "worker_utilization_summary": (
-        {}, "total_active_workers, systems_in_queue, systems_building, systems_ready",
-        [(5, 3, 2, 1)]),
+    "worker_utilization_summary": ({}, "total_active_workers, systems_in_queue, systems_building,"
+                                   " systems_ready", [(5, 3, 2, 1)]),
     "queue_depth_by_commit": ({}, "time, systems, total_work_remaining, workers_assigned", WORK),
     "alert_stale_workers_detected": ({}, "stale_systems", [(1,)]),
     "alert_queue_growing_unchecked": ({}, "packages_remaining, is_over_threshold", [(8, False)]),
-    "alert_queue_growing_unchecked 7": (
-        {"packages_remaining_threshold": 7}, "packages_remaining, is_over_threshold", [(8, True)]),
+    "alert_queue_growing_unchecked 7": ({"packages_remaining_threshold": 7},
+                                        "packages_remaining, is_over_threshold", [(8, True)]),
     "alert_system_stuck_building": ({}, "system_name, status", [("server-c", "building")]),
-    "alert_system_stuck_building 4 hours": (
-        {"stuck_building_threshold": "4 hours"}, "system_name", []),  # server-c: 3 hours
-}  # fmt: skip
-
-
-def run_analysis(conn: psycopg.Connection, sql: str, columns: str = "*") -> list[tuple]:
-    return conn.execute(f"select {columns} from ({sql}) as analysis").fetchall()
+    "alert_system_stuck_building 4 hours": (  # server-c: 3 hours
+        {"stuck_building_threshold": "4 hours"}, "system_name", [])}  # fmt: skip
 
 
 def compiled_now(project: DbtProject, name: str, vars: dict | None = None) -> str:
@@ -70,7 +62,7 @@ def test_analysis_on_the_example(
     vars, columns, expected = CASES[case]
     name = case.split()[0]
     sql = compiled_now(project, name, vars) if vars else compiled[name]
-    assert run_analysis(conn, sql, columns) == expected
+    assert conn.execute(f"select {columns} from ({sql}) as analysis").fetchall() == expected
 
 
 def test_a_threshold_must_be_a_count(project: DbtProject, build: DbtOutcome) -> None:
@@ -82,13 +74,10 @@ def test_a_threshold_must_be_a_count(project: DbtProject, build: DbtOutcome) -> 
 HISTORIES = {  # minutes ago -> pending packages (the window: 30 minutes) -> growth
     "steady growth": ({45: 10, 35: 12, 25: 15, 15: 15, 5: 20}, 8),
     "shrank once in the window": ({45: 10, 35: 12, 25: 15, 15: 14, 5: 20}, 0),
-    "flat": ({35: 12, 25: 12, 5: 12}, 0),
-    "shrinking": ({35: 20, 5: 10}, 0),
+    "flat": ({35: 12, 25: 12, 5: 12}, 0), "shrinking": ({35: 20, 5: 10}, 0),
     "history shorter than the window": ({25: 10, 15: 12, 5: 20}, 0),
     "grew before the window only": ({45: 5, 35: 12, 25: 12, 5: 12}, 0),
-    "a missed sample is no shrinking": ({35: 12, 5: 13}, 1),
-    "no history": ({}, 0),
-}
+    "a missed sample is no shrinking": ({35: 12, 5: 13}, 1), "no history": ({}, 0)}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -103,10 +92,9 @@ def history(
 
 def plant(conn: psycopg.Connection, schema: str, ages: dict[int, int]) -> None:
     conn.execute(f"delete from {schema}.{SAMPLE_MODEL}")
-    for age, pending in ages.items():
-        conn.execute(f"insert into {schema}.{SAMPLE_MODEL} select now() - %s * interval '1 minute',"
-                     " now() - %s * interval '1 minute', 1, 1, 0, 0, %s, 0, 0, 0, 1",
-                     [age, age, pending])  # fmt: skip
+    conn.cursor().executemany(f"insert into {schema}.{SAMPLE_MODEL} select now() - %s * interval"
+                              " '1 minute', now() - %s * interval '1 minute', 1, 1, 0, 0, %s, 0,"
+                              " 0, 0, 1", [(age, age, n) for age, n in ages.items()])  # fmt: skip
 
 
 def test_the_growth_alert_analysis_is_the_grafana_rule(
@@ -116,7 +104,8 @@ def test_the_growth_alert_analysis_is_the_grafana_rule(
     with database.connect(options=f"-c search_path={history.schema}") as conn:
         for case, (ages, growth) in HISTORIES.items():
             plant(conn, history.schema, ages)
-            assert run_analysis(conn, sql, "pending_growth") == [(growth,)], case
+            found = conn.execute(f"select pending_growth from ({sql}) as a").fetchall()
+            assert found == [(growth,)], case
             evaluation = evaluate_rule(alert_rule("buildqueue-queue-growing-window"), conn)
             assert (evaluation.value, evaluation.firing) == (growth, growth > 0), case
 
@@ -127,4 +116,4 @@ def test_the_growth_window_is_a_var(database: Database, history: DbtProject) -> 
     with database.connect() as conn:
         plant(conn, history.schema, HISTORIES["shrank once in the window"][0])
         columns = "pending_at_start, pending_now, pending_growth, samples_in_window"
-        assert run_analysis(conn, sql, columns) == [(14, 20, 6, 2)]
+        assert conn.execute(f"select {columns} from ({sql}) as a").fetchall() == [(14, 20, 6, 2)]

@@ -1,12 +1,4 @@
-"""Crystal Forge's worker protocols (issue 18) replayed on a database in its shape, the view
-read after every step.
-
-`Forge` runs the SQL of Crystal Forge's builder (packages/default/src/queries/
-build_reservations.rs, derivations.rs: claim, heartbeat, the cleanup of reservations
-silent for 300 s, completion, failure) on its own tables and status numbering
-(macro crystal_forge_tables_ddl, with foreign keys and statuses). Time passes by
-moving every timestamp back.
-"""
+"""Crystal Forge's builder protocols (issue 18: its SQL, tables, statuses), view read per step."""
 
 from __future__ import annotations
 
@@ -24,65 +16,50 @@ from support.grafana_checks import evaluate_rule
 from support.relations import alert_rule, run_dbt
 from support.scratch import scratch_name
 
-VARS = {"source_schema": "public"}
-SHIFTED = {  # every timestamp the replay's time travel moves
+SHIFTED = {  # every timestamp the replay's time travel moves back
     "public.derivations": ["scheduled_at", "started_at", "completed_at"],
     "public.build_reservations": ["reserved_at", "heartbeat_at"],
-    "build_queue_samples": ["sampled_at", "measured_at", "latest_heartbeat"],
-}
-EVALUATE = """
-    with commit as (
-        insert into commits (flake_id, git_commit_hash, commit_timestamp)
-        values (1, md5(%(name)s), now()) returning id
-    ), system as (
-        insert into derivations (commit_id, derivation_type, derivation_name, derivation_path,
-            status_id, attempt_count)
-        select id, 'nixos', %(name)s, '/nix/store/' || md5(%(name)s) || '-nixos.drv',
-            (select id from derivation_statuses where name = 'dry-run-complete'), %(attempts)s
-        from commit returning id
-    ), packages as (
-        insert into derivations (derivation_type, derivation_name, derivation_path, status_id)
-        select 'package', %(name)s || '-pkg-' || i, '/nix/store/' || md5(%(name)s || i) || '.drv',
-            (select id from derivation_statuses where name = 'dry-run-complete')
-        from generate_series(1, %(packages)s) as i returning id
-    ), links as (
-        insert into derivation_dependencies (derivation_id, depends_on_id)
-        select system.id, packages.id from system cross join packages
-    )
-    select id from system
-"""
+    "build_queue_samples": ["sampled_at", "measured_at", "latest_heartbeat"]}  # fmt: skip
 
 
 def status(name: str) -> str:
-    """Crystal Forge's id for a status name, as SQL."""
     return f"(select id from derivation_statuses where name = '{name}')"
 
 
-CLAIMABLE = f"""
-    select d.id from derivations d
-    join commits c on c.id = d.commit_id
+EVALUATE = f"""with commit as (insert into commits (flake_id, git_commit_hash, commit_timestamp)
+        values (1, md5(%(name)s), now()) returning id
+    ), system as (insert into derivations (commit_id, derivation_type, derivation_name,
+            derivation_path, status_id, attempt_count)
+        select id, 'nixos', %(name)s, '/nix/store/' || md5(%(name)s) || '-nixos.drv',
+            {status("dry-run-complete")}, %(attempts)s from commit returning id
+    ), packages as (insert into derivations (derivation_type, derivation_name, derivation_path,
+            status_id)
+        select 'package', %(name)s || '-pkg-' || i, '/nix/store/' || md5(%(name)s || i) || '.drv',
+            {status("dry-run-complete")} from generate_series(1, %(packages)s) as i returning id
+    ), links as (insert into derivation_dependencies (derivation_id, depends_on_id)
+        select system.id, packages.id from system cross join packages)
+    select id from system"""
+CLAIMABLE = f"""select d.id from derivations d join commits c on c.id = d.commit_id
     left join build_reservations br on br.derivation_id = d.id
     where d.derivation_type = 'nixos' and br.id is null and d.derivation_path is not null
         and d.status_id in ({status("dry-run-complete")}, {status("build-pending")})
-        and d.attempt_count <= 5
-    order by c.commit_timestamp desc, d.id limit 1
-"""
+        and d.attempt_count <= 5 order by c.commit_timestamp desc, d.id limit 1"""
 
 
 @dataclass
 class Forge:
-    """A Crystal Forge database with the view deployed, driven as its builders drive it."""
+    """Crystal Forge with the view, driven by its builder's SQL (build_reservations.rs etc.)."""
 
     db: Database
-    schema: str
+    project: DbtProject  # the view's; its run refreshes the queue history
     stalled_sql: str
 
     def sql(self, *statements: str, **params: Any) -> list[Any]:
         """The statements in one transaction, as one call of the builder; the last's rows."""
-        with self.db.connect(options=f"-c search_path={self.schema},public") as conn:
-            with conn.transaction():
-                for statement in statements:
-                    cursor = conn.execute(statement, params or None)
+        search_path = f"-c search_path={self.project.schema},public"
+        with self.db.connect(options=search_path) as conn, conn.transaction():
+            for statement in statements:
+                cursor = conn.execute(statement, params or None)
             return cursor.fetchall() if cursor.description else []
 
     def evaluate(self, name: str, packages: int, attempts: int = 0) -> int:
@@ -90,18 +67,13 @@ class Forge:
         return self.sql(EVALUATE, name=name, packages=packages, attempts=attempts)[0][0]
 
     def claim(self, worker: str) -> int | None:
-        """claim_next_derivation: the newest claimable system, reserved and set
-        build-inprogress in one transaction; None when nothing is claimable."""
+        """claim_next_derivation: the newest claimable system reserved, build-inprogress."""
         with self.db.connect() as conn, conn.transaction():
-            found = conn.execute(CLAIMABLE).fetchone()
-            if found is None:
+            if (found := conn.execute(CLAIMABLE).fetchone()) is None:
                 return None
-            conn.execute(
-                "insert into build_reservations (worker_id, derivation_id,"
-                " nixos_derivation_id) values (%s, %s, %s)"
-                " on conflict (derivation_id) do nothing",
-                [worker, *found, *found],
-            )
+            conn.execute("insert into build_reservations (worker_id, derivation_id,"
+                         " nixos_derivation_id) values (%s, %s, %s) on conflict (derivation_id)"
+                         " do nothing", [worker, *found, *found])  # fmt: skip
             conn.execute(f"update derivations set status_id = {status('build-inprogress')},"
                          " started_at = now(), attempt_count = coalesce(attempt_count, 0) + 1"
                          f" where id = %s and status_id in ({status('dry-run-complete')},"
@@ -127,17 +99,11 @@ class Forge:
 
     def cleanup(self) -> list[int]:
         """cleanup_stale_reservations, every 60 s: reservations silent for over 300 s."""
-        reclaimed = self.sql(
-            "delete from build_reservations where heartbeat_at"
-            " < now() - interval '300 seconds' returning derivation_id"
-        )
-        for (derivation,) in reclaimed:
-            self.sql(
-                f"update derivations set status_id = {status('dry-run-complete')},"
-                " started_at = null where id = %(d)s",
-                d=derivation,
-            )
-        return [derivation for (derivation,) in reclaimed]
+        stale = "delete from build_reservations where heartbeat_at < now() - interval '300 seconds'"
+        reclaimed = [derivation for (derivation,) in self.sql(stale + " returning derivation_id")]
+        self.sql(f"update derivations set status_id = {status('dry-run-complete')},"
+                 " started_at = null where id = any(%(d)s)", d=reclaimed)  # fmt: skip
+        return reclaimed
 
     def finish(self, worker: str, derivation: int, succeeded: bool = True) -> None:
         """mark_build_complete_and_release / mark_build_failed_and_release."""
@@ -153,10 +119,8 @@ class Forge:
                  d=derivation)  # fmt: skip
 
     def row(self, system: int) -> tuple[Any, ...] | None:
-        """status, total/completed/building/pending/cached, workers, stale, cache_status, and
-        whether it has a reservation time and a heartbeat."""
-        rows = self.sql(
-            "select status, total_packages, completed_packages, building_packages,"
+        """The system's view row: the columns of WAITING below."""
+        rows = self.sql("select status, total_packages, completed_packages, building_packages,"
             " pending_packages, cached_packages, worker_ids, has_stale_workers, cache_status,"
             " earliest_reservation is not null, latest_heartbeat is not null"
             " from view_build_queue_status where nixos_id = %(s)s", s=system)  # fmt: skip
@@ -171,38 +135,37 @@ class Forge:
     def stalled_seconds(self) -> int:
         """ "Queue stalled" as the dbt analysis; the Grafana rule must agree on it."""
         ((analysis,),) = self.sql(f"select stalled_seconds from ({self.stalled_sql}) as alert")
-        with self.db.connect(options=f"-c search_path={self.schema}") as conn:
+        with self.db.connect(options=f"-c search_path={self.project.schema}") as conn:
             grafana = evaluate_rule(alert_rule("buildqueue-queue-stalled"), conn)
         assert (grafana.firing, abs(analysis - (grafana.value or 0)) <= 1) == (analysis > 0, True)
         return analysis
 
 
 @pytest.fixture(scope="module")
-def deployed_forge(database: Database) -> Iterator[tuple[Forge, DbtProject]]:
+def deployed_forge(database: Database) -> Iterator[Forge]:
     """An empty Crystal Forge database with the view and the queue history deployed."""
     db = create_scratch_database(database, scratch_name("replay"))
     try:
         create_tables(db)
-        project = DbtProject(db, target="ci", schema=scratch_name("replay_view"), vars=VARS)
+        project = DbtProject(db, target="ci", schema=scratch_name("replay_view"),
+                             vars={"source_schema": "public"})  # fmt: skip
         run_dbt(project, "run")
         run_dbt(project, "compile", "--select", "alert_queue_stalled")
-        stalled = (COMPILED_DIR / "alert_queue_stalled.sql").read_text()
-        yield Forge(db, project.schema or "", stalled), project
+        yield Forge(db, project, (COMPILED_DIR / "alert_queue_stalled.sql").read_text())
     finally:
         drop_database(database, db)
 
 
 @pytest.fixture
-def forge(deployed_forge: tuple[Forge, DbtProject]) -> Forge:
+def forge(deployed_forge: Forge) -> Forge:
     """The forge with no work in it (each test replays its own systems)."""
-    deployed_forge[0].sql("truncate derivation_dependencies, build_reservations, derivations,"
-                          " commits, build_queue_samples")  # fmt: skip
-    return deployed_forge[0]
+    deployed_forge.sql("truncate derivation_dependencies, build_reservations, derivations,"
+                       " commits, build_queue_samples")  # fmt: skip
+    return deployed_forge
 
 
 W0, W1 = "host-a-worker-0", "host-b-worker-1"
-# status, total, completed, building, pending, cached, worker_ids, stale, cache_status,
-# has a reservation time, has a heartbeat
+# status, total/completed/building/pending/cached, workers, stale, cache_status, has times
 WAITING = ("pending", 3, 0, 0, 3, 0, [], False, None, False, False)
 BUILT_BY_W0 = ("building", 3, 0, 3, 0, 0, [W0], False, None, True, True)
 STALE_W0 = ("building", 3, 0, 3, 0, 0, [W0], True, None, True, True)
@@ -210,29 +173,21 @@ BUILT_BY_W1 = ("building", 3, 0, 3, 0, 0, [W1], False, None, True, True)
 
 
 def test_system_level_protocol(forge: Forge) -> None:
-    """evaluated -> claimed -> heartbeats -> worker dies -> stale -> reclaimed -> claimed
-    again -> hung past 2 hours -> build complete -> cache pushed."""
+    """Claimed, heartbeats, worker dies, stale, reclaimed, claimed, hangs 2 h, built, pushed."""
     system = forge.evaluate("alpha", packages=3)
     assert forge.row(system) == WAITING
-    assert forge.claim(W0) == system
-    assert forge.row(system) == BUILT_BY_W0
+    assert (forge.claim(W0), forge.row(system)) == (system, BUILT_BY_W0)
     forge.wait(30)
     forge.heartbeat(W0)
     assert forge.row(system) == BUILT_BY_W0
     forge.wait(290)  # the worker died right after that heartbeat
-    assert forge.row(system) == BUILT_BY_W0
-    assert forge.cleanup() == []  # 290 s: not yet the cleanup's 300
+    assert (forge.row(system), forge.cleanup()) == (BUILT_BY_W0, [])  # 290 s: not yet 300
     forge.wait(20)  # 310 s: stale, until the next cleanup run
-    assert forge.row(system) == STALE_W0
-    assert forge.cleanup() == [system]
-    assert forge.row(system) == WAITING
-    assert forge.claim(W1) == system
-    assert forge.row(system) == BUILT_BY_W1
-    assert forge.stuck() == []
+    assert (forge.row(system), forge.cleanup(), forge.row(system)) == (STALE_W0, [system], WAITING)
+    assert (forge.claim(W1), forge.row(system), forge.stuck()) == (system, BUILT_BY_W1, [])
     forge.wait(2 * 3600 + 60)  # a build that hangs while its worker keeps heart-beating
     forge.heartbeat(W1)
-    assert forge.row(system) == BUILT_BY_W1
-    assert forge.stuck() == [system]
+    assert (forge.row(system), forge.stuck()) == (BUILT_BY_W1, [system])
     forge.finish(W1, system)
     assert forge.row(system) is None  # build-complete: out of the queue
     forge.cache_pushed(system)
@@ -241,28 +196,20 @@ def test_system_level_protocol(forge: Forge) -> None:
 
 def test_a_failed_build_leaves_the_queue(forge: Forge) -> None:
     system = forge.evaluate("beta", packages=3)
-    assert forge.claim(W0) == system
-    assert forge.row(system) == BUILT_BY_W0
+    assert (forge.claim(W0), forge.row(system)) == (system, BUILT_BY_W0)
     forge.finish(W0, system, succeeded=False)
-    assert forge.row(system) is None
-    assert forge.claim(W1) is None  # build-failed is never claimed again
+    assert (forge.row(system), forge.claim(W1)) == (None, None)  # build-failed: never claimed again
 
 
-def test_a_system_past_five_attempts_waits_and_the_queue_stalls(
-    forge: Forge, deployed_forge: tuple[Forge, DbtProject]
-) -> None:
-    """Its sixth claim dies; the cleanup gives it back and no builder claims it again: it
-    stays pending, and "Queue stalled" fires once no worker was seen for 10 minutes."""
-    sample = deployed_forge[1]
+def test_a_system_past_five_attempts_waits_and_the_queue_stalls(forge: Forge) -> None:
+    """Its 6th claim dies, nobody reclaims it: pending; "Queue stalled" after 10 quiet minutes."""
     system = forge.evaluate("gamma", packages=3, attempts=5)
     assert forge.claim(W0) == system
-    run_dbt(sample, "run", "--select", "build_queue_samples")
+    run_dbt(forge.project, "run", "--select", "build_queue_samples")
     assert forge.stalled_seconds() == 0
     forge.wait(310)
-    assert forge.cleanup() == [system]
-    assert forge.claim(W1) is None
-    assert forge.row(system) == WAITING
-    run_dbt(sample, "run", "--select", "build_queue_samples")
+    assert (forge.cleanup(), forge.claim(W1), forge.row(system)) == ([system], None, WAITING)
+    run_dbt(forge.project, "run", "--select", "build_queue_samples")
     assert forge.stalled_seconds() == 0  # the last heartbeat is 310 s old
     forge.wait(300)
     assert 600 < forge.stalled_seconds() < 620
@@ -275,8 +222,7 @@ def test_the_stall_alert_sees_dead_builders_without_history(forge: Forge) -> Non
     forge.wait(400)
     assert forge.stalled_seconds() == 0
     forge.wait(220)
-    assert forge.row(system)[7] is True  # has_stale_workers
-    assert 600 < forge.stalled_seconds() < 640
+    assert (forge.row(system)[7], 600 < forge.stalled_seconds() < 640) == (True, True)  # stale
     forge.sql("truncate derivation_dependencies, build_reservations, derivations, commits")
     assert forge.stalled_seconds() == 0  # nothing queued: nothing stalls
 
@@ -298,11 +244,10 @@ def test_package_level_protocol(forge: Forge) -> None:
     forge.finish(W1, second)
     forge.claim_package(W0, third, system)
     forge.finish(W0, third)
-    waiting_for_cache = (3, 3, 0, 0, 1)
-    assert forge.row(system) == ("ready_for_system_build", *waiting_for_cache, [], False,
+    assert forge.row(system) == ("ready_for_system_build", 3, 3, 0, 0, 1, [], False,
                                  "waiting_for_cache_push", False, False)  # fmt: skip
     assert forge.claim(W1) == system  # the system's own build
-    assert forge.row(system) == ("building", *waiting_for_cache, [W1], False,
+    assert forge.row(system) == ("building", 3, 3, 0, 0, 1, [W1], False,
                                  "waiting_for_cache_push", True, True)  # fmt: skip
     forge.finish(W1, system)
     assert forge.row(system) is None

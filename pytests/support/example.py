@@ -1,6 +1,4 @@
-"""The spec's example: the rows view_build_queue_status must return over the fixtures (seed
-expected_view_build_queue_status, which tests/assert_example_rows_match_spec.sql reads too;
-times relative to load time are ages there), and copies of it for tests that write."""
+"""The spec's example: the view's rows over the fixtures (a seed), copies for tests that write."""
 
 from dataclasses import dataclass
 
@@ -14,14 +12,9 @@ from support.seed_csv import read_seed
 
 SOURCE_SCHEMA = "crystal_forge_example"  # var source_schema's default
 CI_VIEW_SCHEMA = "buildqueue_ci"  # target ci's schema
-EXPECTED_SEED = "expected_view_build_queue_status"
-AGE_COLUMNS = {c: f"{c}_age_seconds" for c in ("earliest_reservation", "latest_heartbeat")}
-_ROWS = read_seed("example", EXPECTED_SEED)
-EXPECTED_ROWS = [{k: v for k, v in row.items() if k not in AGE_COLUMNS.values()} for row in _ROWS]
-EXPECTED_AGES = {
-    column: {row["system_name"]: row[age] for row in _ROWS} for column, age in AGE_COLUMNS.items()
-}
-LATEST_HEARTBEAT_AGE_SECONDS = EXPECTED_AGES["latest_heartbeat"]
+_ROWS = read_seed("example", "expected_view_build_queue_status")
+EXPECTED_ROWS = [{k: v for k, v in row.items() if not k.endswith("_age_seconds")} for row in _ROWS]
+LATEST_HEARTBEAT_AGE_SECONDS = {r["system_name"]: r["latest_heartbeat_age_seconds"] for r in _ROWS}
 
 
 def copy_example(conn: psycopg.Connection, schema: str, source: str = SOURCE_SCHEMA) -> None:
@@ -41,10 +34,9 @@ def refill_example(conn: psycopg.Connection, schema: str, source: str = SOURCE_S
         copy = sql.SQL("insert into {} select * from {}")
         conn.execute(copy.format(sql.Identifier(schema, table), sql.Identifier(source, table)))
     freshest = min(age for age in LATEST_HEARTBEAT_AGE_SECONDS.values() if age is not None)
-    shift = sql.SQL(
-        "update {0} set reserved_at = reserved_at + shift, heartbeat_at = heartbeat_at + shift"
-        " from (select now() - max(heartbeat_at) - make_interval(secs => %s) as shift from {0}) s"
-    )
+    shift = sql.SQL("update {0} set reserved_at = reserved_at + shift, heartbeat_at ="
+                    " heartbeat_at + shift from (select now() - max(heartbeat_at)"
+                    " - make_interval(secs => %s) as shift from {0}) s")  # fmt: skip
     conn.execute(shift.format(sql.Identifier(schema, "build_reservations")), [freshest])
 
 
@@ -57,10 +49,8 @@ class ExampleDatabase:
     source_schema: str
     outcome: DbtOutcome
 
-    view_schema = property(lambda self: self.project.view_schema())
-
     def connect_view(self) -> psycopg.Connection:  # like Grafana: search_path the view's schema
-        return self.database.connect(options=f"-c search_path={self.view_schema}")
+        return self.database.connect(options=f"-c search_path={self.project.view_schema()}")
 
     def connect_source(self) -> psycopg.Connection:  # like a worker
         return self.database.connect(options=f"-c search_path={self.source_schema}")

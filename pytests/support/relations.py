@@ -1,6 +1,4 @@
-"""dbt-core's test helpers in this project's shape: `run_dbt` and `check_relations_equal`
-(the view against the seeded expected rows, `except all` both ways); `alert_rule`, the
-Grafana rule an alert analysis must agree with."""
+"""dbt-core's test helpers in this project's shape: run_dbt, check_relations_equal, alert_rule."""
 
 from __future__ import annotations
 
@@ -16,13 +14,11 @@ from support.example import EXPECTED_ROWS
 
 EXPECTED = "expected_view_build_queue_status"
 ALERTING = PROJECT_DIR / "grafana" / "provisioning" / "alerting" / "buildqueue-alerts.yaml"
-TIMES = ("earliest_reservation", "latest_heartbeat")
-"""The view's times; the seed holds them as ages at load time (<time>_age_seconds)."""
+TIMES = ("earliest_reservation", "latest_heartbeat")  # seeded as <time>_age_seconds
 
 
-def run_dbt(
-    project: DbtProject, *args: str, expect_pass: bool = True, vars: dict[str, Any] | None = None
-) -> DbtOutcome:
+def run_dbt(project: DbtProject, *args: str, expect_pass: bool = True,
+            vars: dict[str, Any] | None = None) -> DbtOutcome:  # fmt: skip
     """One dbt command; fails the test unless it succeeds (or, expect_pass=False, fails)."""
     outcome = project.invoke(*args, vars=vars, check=False)
     assert outcome.success == expect_pass, outcome.describe()
@@ -30,26 +26,17 @@ def run_dbt(
 
 
 def check_relations_equal(conn: psycopg.Connection, view: str, expected: str) -> None:
-    """The view's rows are the seeded expected rows, its times as ages at one load instant
-    (the freshest heartbeat plus its seeded age), an instant not to come."""
-    plain = ", ".join(c for c in VIEW_COLUMNS if c not in (*TIMES, "git_commit_hash"))
-    ages = ", ".join(
-        f"round(extract(epoch from loaded.at - v.{c}))::integer as {c}_age_seconds" for c in TIMES
-    )
-    actual = f"""
-        select {", ".join("v." + c for c in plain.split(", "))}, {ages}
-        from {view} as v, (
-            select max(v.latest_heartbeat + make_interval(secs => e.latest_heartbeat_age_seconds))
-                as at
-            from {view} as v join {expected} as e using (nixos_id)
-        ) as loaded
-        where loaded.at <= now()"""
-    expect = f"select {plain}, {', '.join(c + '_age_seconds' for c in TIMES)} from {expected}"
-    diff = conn.execute(
-        f"(select 'missing', * from ({expect} except all {actual}) as m)"
-        f" union all (select 'unexpected', * from ({actual} except all {expect}) as u)"
-    ).fetchall()
-    assert diff == [], diff
+    """The view's rows are the seed's (`except all` both ways), times as ages at a past instant."""
+    plain = [c for c in VIEW_COLUMNS if c not in (*TIMES, "git_commit_hash")]
+    age = "round(extract(epoch from loaded.at - v.{0}))::integer as {0}_age_seconds"
+    actual = f"""select {", ".join([*("v." + c for c in plain), *map(age.format, TIMES)])}
+        from {view} as v, (select max(v.latest_heartbeat + make_interval(secs =>
+            e.latest_heartbeat_age_seconds)) as at from {view} as v join {expected} as e
+            using (nixos_id)) as loaded where loaded.at <= now()"""
+    expect = f"select {', '.join(plain + [c + '_age_seconds' for c in TIMES])} from {expected}"
+    diff = f"(select 'missing', * from ({expect} except all {actual}) as m) union all"
+    diff += f" (select 'unexpected', * from ({actual} except all {expect}) as u)"
+    assert (rows := conn.execute(diff).fetchall()) == [], rows
     order = [nixos_id for (nixos_id,) in conn.execute(f"select nixos_id from {view}")]
     assert order == [row["nixos_id"] for row in EXPECTED_ROWS]  # the seed's row order
 
