@@ -1,13 +1,4 @@
-"""The README's deploy section, run as written on a database in Crystal Forge's shape.
-
-Every `bash` block of "Deploying to a live Crystal Forge database" runs unchanged against
-a fresh database holding Crystal Forge's five tables (its keys, foreign keys, index names
-and status numbering) and the spec's example; then the blocks' dbt commands run again
-(support.rehearsal). A command that stops working, or works differently from what the
-section says, fails here. On the session's database and on PostgreSQL 15 in a container.
-"""
-
-from __future__ import annotations
+"""README's deploy section, run as written twice (support.rehearsal), here and on PostgreSQL 15."""
 
 import shutil
 import subprocess
@@ -20,18 +11,9 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from support import crystal_forge
+from support import rehearsal as rh
 from support.example import EXPECTED_ROWS
-from support.rehearsal import (
-    READER_ROLE,
-    VIEW_SCHEMA,
-    Rehearsal,
-    RehearsalUnavailable,
-    catalog,
-    code_blocks,
-    operator_environment,
-    rehearse,
-    source_indexes,
-)
+from support.rehearsal import READER_ROLE, VIEW_SCHEMA, Rehearsal
 
 pytestmark = pytest.mark.last  # minutes long: after the checks of the session's example
 
@@ -45,12 +27,12 @@ def rehearsal(
     if shutil.which("psql") is None:
         pytest.skip("psql is not installed, and the README's deploy section uses it")
     try:
-        with rehearse(request.getfixturevalue(request.param), tmp_path_factory.mktemp("home")) as r:
-            failed = r.failed_run()
-            if failed is not None:
-                pytest.fail(f"a README deploy command failed:\n{failed.describe()}")
+        with rh.rehearse(request.getfixturevalue(request.param), tmp_path_factory.mktemp("h")) as r:
+            if failed := r.failed_run():
+                pytest.fail(f"a README deploy command failed:\n$ {failed.script.strip()}\n(exit"
+                            f" {failed.returncode})\n{failed.stdout}{failed.stderr}")  # fmt: skip
             yield r
-    except RehearsalUnavailable as error:
+    except rh.RehearsalUnavailable as error:
         pytest.skip(str(error))
 
 
@@ -71,9 +53,8 @@ def test_every_block_ran_and_the_view_has_the_example_rows(rehearsal: Rehearsal)
 FORBIDDEN = {
     **{f"select-{t}": f"select * from public.{t}" for t in crystal_forge.TABLES},
     "replace-view": f"create or replace view {VIEW} as select 1 as nixos_id",
-    "drop-view": f"drop view {VIEW}",
-    "create-in-view-schema": f"create table {VIEW_SCHEMA}.intruder (id integer)",
-}
+    "drop-view": f"drop view {VIEW}", "create": f"create table {VIEW_SCHEMA}.intruder (id integer)",
+}  # fmt: skip
 
 
 def test_the_reader_role_reads_the_view_and_nothing_else(rehearsal: Rehearsal) -> None:
@@ -90,7 +71,7 @@ def test_the_reader_role_reads_the_view_and_nothing_else(rehearsal: Rehearsal) -
 def test_the_deploy_leaves_crystal_forges_indexes_as_they_were(rehearsal: Rehearsal) -> None:
     """None added (so none duplicated), none changed or dropped."""
     with rehearsal.database.connect() as conn:
-        assert source_indexes(conn) == rehearsal.indexes_before
+        assert rh.source_indexes(conn) == rehearsal.indexes_before
 
 
 def test_the_second_deploy_changes_nothing(rehearsal: Rehearsal) -> None:
@@ -100,27 +81,21 @@ def test_the_second_deploy_changes_nothing(rehearsal: Rehearsal) -> None:
 
 
 def test_the_build_prints_the_status_mapping_the_readme_shows(rehearsal: Rehearsal) -> None:
-    shown = [line for block in code_blocks("text") for line in block.splitlines()]
+    shown = [line for block in rh.code_blocks("text") for line in block.splitlines()]
     mapping = next(line for line in shown if line.startswith("Crystal Forge statuses"))
-    assert mapping in rehearsal.output()
+    assert mapping in "\n".join(run.stdout + run.stderr for run in rehearsal.runs)
 
 
 def test_view_sql_recreates_the_same_view(rehearsal: Rehearsal, tmp_path: Path) -> None:
-    """The statement the README's view-sql block prints, applied with psql as a migration.
-    Last of the module: it replaces the view (by the same definition, if right)."""
+    """The README's view-sql output, applied with psql; last, as it replaces the view."""
     (printed,) = [run for run in rehearsal.runs if "view-sql" in run.script]
-    applied = subprocess.run(
-        ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", "-"],
-        input=printed.stdout,
-        env=operator_environment(rehearsal.database, tmp_path),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    env = rh.operator_environment(rehearsal.database, tmp_path)
+    applied = subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", "-"], text=True,
+                             input=printed.stdout, env=env, capture_output=True)  # fmt: skip
     assert applied.returncode == 0, applied.stderr
     with rehearsal.database.connect() as conn:
         assert _rows(conn) == EXPECTED_ROWS
-        assert _views(catalog(conn)) == _views(rehearsal.catalogs[1])  # grants included
+        assert _views(rh.catalog(conn)) == _views(rehearsal.catalogs[1])  # grants included
 
 
 def _views(snapshot: dict[str, list[tuple]]) -> list[tuple]:

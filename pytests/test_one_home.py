@@ -1,14 +1,6 @@
-"""One home per fact; the copies that cannot link to it are checked against it here.
-
-- the view's columns and types: its enforced dbt contract (the manifest dbt wrote); the
-  README's column table and report.VIEW_COLUMNS follow it, in order;
-- the vars and their defaults: dbt_project.yml; the README's configuration table and the
-  forms `validated_var` knows cover exactly the same vars;
-- the alert thresholds: those vars; Grafana cannot read dbt vars, so each alert rule writes
-  its var's default and nothing else, and each alert analysis reads the var.
-"""
-
-from __future__ import annotations
+"""One home per fact, and its copies checked against it: the view's enforced contract (README
+column table, report.VIEW_COLUMNS); dbt_project.yml's vars (README table, `validated_var`'s
+forms); alert thresholds (each Grafana rule writes its var's default; each analysis reads it)."""
 
 import re
 from typing import Any
@@ -28,11 +20,8 @@ ALERTING = PROJECT_DIR / "grafana" / "provisioning" / "alerting" / "buildqueue-a
 def _table(section: str) -> list[list[str]]:
     """The rows of the first table under the README's ``## section``, backticks stripped."""
     text = README[README.index(f"## {section}\n") :].split("\n## ")[0]
-    return [
-        [cell.strip().strip("`") for cell in line.strip("|").split("|")]
-        for line in text.splitlines()
-        if line.startswith("| `")
-    ]
+    rows = [line.strip("|").split("|") for line in text.splitlines() if line.startswith("| `")]
+    return [[cell.strip().strip("`") for cell in row] for row in rows]
 
 
 def test_the_readme_column_table_is_the_contract(docs: DocsArtifacts) -> None:
@@ -60,8 +49,7 @@ ALERTS = {
     "buildqueue-stuck-building": ("alert_system_stuck_building", "stuck_building_threshold"),
     "buildqueue-queue-growing-window": ("alert_queue_growing_over_window", "queue_growth_window"),
     "buildqueue-queue-stalled": ("alert_queue_stalled", "queue_stall_threshold"),
-}
-"""Grafana rule uid -> (its dbt analysis, the var holding its threshold)."""
+}  # Grafana rule uid -> (its dbt analysis, the var holding its threshold)
 VIEW_APPLIES = {"stale_heartbeat_threshold"}  # the rule reads has_stale_workers
 NUMBER = re.compile(r"(?<![\w.'])\d+(?:\.\d+)?(?![\w.'])")  # a number standing alone
 
@@ -83,9 +71,7 @@ def test_the_rule_holds_its_vars_default_and_no_other_threshold(uid: str) -> Non
     rule, (_, var) = _rules()[uid], ALERTS[uid]
     default = project_vars()[var]
     sql = "\n".join(node["model"]["rawSql"] for node in rule["data"] if "rawSql" in node["model"])
-    (condition,) = next(n for n in rule["data"] if n["refId"] == rule["condition"])["model"][
-        "conditions"
-    ]
+    (condition,) = {n["refId"]: n["model"] for n in rule["data"]}[rule["condition"]]["conditions"]
     intervals = re.findall(r"interval '([^']*)'", sql, re.IGNORECASE)
     if isinstance(default, int):  # a count: Grafana's threshold compares with it
         assert (intervals, condition["evaluator"]["params"]) == ([], [default])

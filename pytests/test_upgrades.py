@@ -1,9 +1,5 @@
-"""The view never blocks a Crystal Forge upgrade: a migration of a column the view does not
-read goes through with the view deployed; for one it reads, the README's path is
-`dbt run-operation pause_view_for_upgrade`, the migration, then `dbt build`, and grants
-and views built on ours survive. On a database in Crystal Forge's own shape."""
-
-from __future__ import annotations
+"""Crystal Forge upgrades: unread columns migrate under the view; read ones after the README's
+`dbt run-operation pause_view_for_upgrade`, then `dbt build`; grants and views on ours survive."""
 
 import psycopg
 import pytest
@@ -11,12 +7,7 @@ import pytest
 from buildqueue.database import Database
 from buildqueue.dbt import DbtOutcome, DbtProject
 from buildqueue.report import fetch_rows
-from support.crystal_forge import (
-    create_scratch_database,
-    drop_database,
-    load_example,
-    refresh_reservations,
-)
+from support import crystal_forge as cf
 from support.example import EXPECTED_ROWS
 from support.relations import run_dbt
 from support.scratch import ScratchSchemas, drop_roles, scratch_name
@@ -29,24 +20,21 @@ READ_COLUMNS = {  # what the staging models read
     "build_reservations": {"worker_id", "derivation_id", "nixos_derivation_id", "reserved_at",
                            "heartbeat_at"},
 }  # fmt: skip
-COLUMNS = """
-    select c.relname, a.attname, format_type(a.atttypid, a.atttypmod)
-    from pg_attribute as a join pg_class as c on c.oid = a.attrelid
-    where c.relnamespace = 'public'::regnamespace and c.relkind = 'r'
-        and a.attnum > 0 and not a.attisdropped
-"""
+COLUMNS = """select c.relname, a.attname, format_type(a.atttypid, a.atttypmod)
+    from pg_attribute as a join pg_class as c on c.oid = a.attrelid where a.attnum > 0
+    and c.relnamespace = 'public'::regnamespace and c.relkind = 'r' and not a.attisdropped"""
 
 
 def test_an_upgrade_goes_through_and_the_view_comes_back(
     database: Database, build: DbtOutcome
 ) -> None:
-    db = create_scratch_database(database, scratch_name("upgrade"))
+    db = cf.create_scratch_database(database, scratch_name("upgrade"))
     schema, reader = scratch_name("upgrade_view"), scratch_name("upgrade_reader")
     view = f"{schema}.view_build_queue_status"
     vars = {"source_schema": "public", "view_reader_roles": [reader]}  # no status vars
     project = DbtProject(db, target="ci", schema=schema, vars=vars)
     try:
-        load_example(db)
+        cf.load_example(db)
         with db.connect() as conn:
             conn.execute(f"create role {reader} login")
             run_dbt(project, "run")
@@ -76,14 +64,14 @@ def test_an_upgrade_goes_through_and_the_view_comes_back(
         run_dbt(project, "run")  # after the upgrade, as deployed
         assert_the_view_works(db, schema, reader)
     finally:
-        drop_database(database, db)
+        cf.drop_database(database, db)
         drop_roles(database, [reader])
 
 
 def assert_the_view_works(db: Database, schema: str, reader: str) -> None:
     """The reader reads the example's rows (grants kept); the view on ours is still there."""
     with db.connect() as conn:
-        refresh_reservations(conn)  # the example's ages, counted from now
+        cf.refresh_reservations(conn)  # the example's ages, counted from now
         on_top = conn.execute(f"select system_name from {schema}.on_top").fetchall()
     with db.connect(user=reader) as conn:
         rows = fetch_rows(conn, schema)

@@ -1,32 +1,20 @@
-"""The spec's example and alert queries as dbt analyses (analyses/*.sql), compiled to SQL.
-
-`dbt compile` renders every analysis into target/compiled/<project>/analyses/; the test
-suite and anyone at a psql prompt can run that SQL against the built view.
-"""
-
-from __future__ import annotations
-
-from pathlib import Path
+"""The spec's example and alert queries as dbt analyses (analyses/*.sql), compiled to SQL."""
 
 from buildqueue.dbt import DbtProject
 from buildqueue.paths import PROJECT_DIR
 
-ANALYSES_DIR = PROJECT_DIR / "analyses"
 COMPILED_DIR = PROJECT_DIR / "target" / "compiled" / "buildqueue" / "analyses"
 
 
 def analysis_names() -> list[str]:
     """Every analysis in analyses/, sorted by name."""
-    return sorted(path.stem for path in ANALYSES_DIR.glob("*.sql"))
+    return sorted(path.stem for path in (PROJECT_DIR / "analyses").glob("*.sql"))
 
 
 def compile_analyses(project: DbtProject) -> dict[str, str]:
     """Run `dbt compile` on the analyses; return each one's compiled SQL by name."""
     project.invoke("compile", "--select", "resource_type:analysis")
-    compiled: dict[str, str] = {}
-    for name in analysis_names():
-        path: Path = COMPILED_DIR / f"{name}.sql"
-        if not path.exists():
-            raise FileNotFoundError(f"dbt compile did not write {path}")
-        compiled[name] = path.read_text()
-    return compiled
+    paths = {name: COMPILED_DIR / f"{name}.sql" for name in analysis_names()}
+    if missing := [str(path) for path in paths.values() if not path.exists()]:
+        raise FileNotFoundError(f"dbt compile did not write {missing}")
+    return {name: path.read_text() for name, path in paths.items()}

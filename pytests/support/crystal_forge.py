@@ -1,13 +1,5 @@
-"""Databases in Crystal Forge's own shape, holding the spec's example.
-
-The shape has one home, the dbt macro `crystal_forge_tables_ddl`: `create_tables` runs it
-with Crystal Forge's foreign keys, indexes and status catalogue in a database of its own
-(`create_scratch_database`), in `public` as Crystal Forge has it. `load_example` fills it
-from the fixture seeds: their headers are Crystal Forge's column names, and their statuses
-are translated by name into Crystal Forge's numbering.
-"""
-
-from __future__ import annotations
+"""Databases in Crystal Forge's shape (the dbt macro `crystal_forge_tables_ddl`), with the example:
+the fixture seeds' headers are its column names; statuses are translated by name to its ids."""
 
 import csv
 import dataclasses
@@ -22,12 +14,9 @@ from buildqueue.dbt import DbtProject
 from buildqueue.paths import PROJECT_DIR
 from buildqueue.perf.catalog import CRYSTAL_FORGE_TABLES as TABLES
 
-FIXTURES_DIR = PROJECT_DIR / "seeds" / "example"
 SOURCE_SCHEMA = "public"
-STATUS_RENAMES = {"scheduled": "dry-run-complete"}
-"""Fixture status names Crystal Forge lacks, and its name for the same stage."""
-AGES = ("reserved_seconds_ago", "heartbeat_seconds_ago")
-"""The reservation fixture's ages; the times they stand for are set by refresh_reservations."""
+STATUS_RENAMES = {"scheduled": "dry-run-complete"}  # fixture status -> Crystal Forge's name
+AGES = ("reserved_seconds_ago", "heartbeat_seconds_ago")  # set by refresh_reservations
 
 
 def create_scratch_database(server: Database, prefix: str) -> Database:
@@ -65,38 +54,31 @@ def load_example(database: Database) -> None:
                 name = STATUS_RENAMES.get(names[row["status_id"]], names[row["status_id"]])
                 row["status_id"] = crystal_forge[name]  # KeyError: a status to rename
             columns = [column for column in rows[0] if column not in AGES]
-            conn.cursor().executemany(
-                sql.SQL("insert into {} ({}) values ({})").format(
-                    sql.Identifier(SOURCE_SCHEMA, table),
-                    sql.SQL(", ").join(map(sql.Identifier, columns)),
-                    sql.SQL(", ").join(sql.Placeholder() * len(columns)),
-                ),
-                [[row[column] or None for column in columns] for row in rows],
-            )
+            comma = sql.SQL(", ").join
+            insert = sql.SQL("insert into {} ({}) values ({})").format(
+                sql.Identifier(SOURCE_SCHEMA, table), comma(map(sql.Identifier, columns)),
+                comma(sql.Placeholder() * len(columns)))  # fmt: skip
+            conn.cursor().executemany(insert, [[row[c] or None for c in columns] for row in rows])
         refresh_reservations(conn)
         for table in ("commits", "derivations", "build_reservations"):
-            conn.execute(
-                f"select setval(pg_get_serial_sequence('public.{table}', 'id'), max(id))"
-                f" from public.{table}"
-            )
+            conn.execute(f"select setval(pg_get_serial_sequence('public.{table}', 'id'), max(id))"
+                         f" from public.{table}")  # fmt: skip
     with database.connect() as conn:
         conn.execute(f"analyze {', '.join(f'public.{table}' for table in TABLES)}")
 
 
 def refresh_reservations(conn: psycopg.Connection) -> None:
-    """Set each reservation's times to the example's ages, counted from now (checks run
-    minutes after the load; live workers keep heart-beating)."""
+    """Set each reservation's times to the example's ages, counted from now."""
+    rows = _fixture("build_reservations")
     conn.cursor().executemany(
         "update public.build_reservations set reserved_at = now() - make_interval(secs => %s),"
         " heartbeat_at = now() - make_interval(secs => %s) where id = %s",
-        [
-            [int(row[AGES[0]]), int(row[AGES[1]]), int(row["id"])]
-            for row in _fixture("build_reservations")
-        ],
+        [[int(row[AGES[0]]), int(row[AGES[1]]), int(row["id"])] for row in rows],
     )
 
 
 def _fixture(table: str) -> list[dict[str, str]]:
     """The rows of seeds/example/fixture_<table>.csv, as strings."""
-    with (FIXTURES_DIR / f"fixture_{table}.csv").open(newline="") as handle:
+    path = PROJECT_DIR / "seeds" / "example" / f"fixture_{table}.csv"
+    with path.open(newline="") as handle:
         return list(csv.DictReader(handle))

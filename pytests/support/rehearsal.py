@@ -1,15 +1,5 @@
-"""The README's deploy section, run as written against a database in Crystal Forge's shape.
-
-`rehearse(server, home)` creates a scratch database on ``server`` in Crystal Forge's
-shape holding the example (support.crystal_forge), runs every `bash` block of README.md's
-section "Deploying to a live Crystal Forge database" with bash as an operator would (the
-project folder, `.venv/bin` first on PATH, a HOME of its own, the libpq variables and
-nothing else of the harness's environment), then the blocks' dbt commands again,
-snapshotting the catalog after each deploy. On exit the database and the roles the blocks
-create are dropped, even when something failed.
-"""
-
-from __future__ import annotations
+"""Run README.md's deploy section as an operator would, on a database in Crystal Forge's shape:
+every `bash` block, then their dbt commands again (a catalog after each); drop all on exit."""
 
 import os
 import re
@@ -29,10 +19,8 @@ from support import crystal_forge
 
 README = PROJECT_DIR / "README.md"
 DEPLOY_SECTION = "Deploying to a live Crystal Forge database"
-READER_ROLE = "grafana_reader"
-"""The reader role the README's grant block creates."""
-VIEW_SCHEMA = "monitoring"
-"""Where the prod target builds the view (profiles.yml.example, BUILDQUEUE_SCHEMA unset)."""
+READER_ROLE = "grafana_reader"  # the README's grant block creates it
+VIEW_SCHEMA = "monitoring"  # the prod target's (profiles.yml.example, BUILDQUEUE_SCHEMA unset)
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
@@ -42,34 +30,22 @@ class RehearsalUnavailable(Exception):
 
 @dataclass
 class BlockRun:
-    """One block (or command) run: what ran, its exit status and output."""
-
     script: str
     returncode: int
     stdout: str
     stderr: str
 
-    def describe(self) -> str:
-        return f"$ {self.script.strip()}\n(exit {self.returncode})\n{self.stdout}{self.stderr}"
-
 
 @dataclass
 class Rehearsal:
-    """A finished rehearsal on ``database`` (a scratch database on ``server``)."""
-
-    server: Database
     database: Database
     blocks: list[str]
     runs: list[BlockRun] = field(default_factory=list)
-    catalogs: list[dict[str, list[tuple]]] = field(default_factory=list)
-    """The catalog after the first deploy and after the second."""
+    catalogs: list[dict[str, list[tuple]]] = field(default_factory=list)  # after each deploy
     indexes_before: dict[str, str] = field(default_factory=dict)
 
     def failed_run(self) -> BlockRun | None:
         return next((run for run in self.runs if run.returncode != 0), None)
-
-    def output(self) -> str:
-        return "\n".join(run.stdout + run.stderr for run in self.runs)
 
 
 def code_blocks(language: str) -> list[str]:
@@ -92,11 +68,9 @@ def operator_environment(database: Database, home: Path) -> dict[str, str]:
 
 def run_script(script: str, env: dict[str, str]) -> BlockRun:
     """Run ``script`` with bash under `set -euo pipefail` in the project folder."""
-    done = subprocess.run(
-        ["bash", "-c", "set -euo pipefail\n" + script],
-        cwd=PROJECT_DIR, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-        timeout=600, check=False,
-    )  # fmt: skip
+    done = subprocess.run(["bash", "-c", "set -euo pipefail\n" + script], cwd=PROJECT_DIR, env=env,
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=600,
+                          check=False)  # fmt: skip
     return BlockRun(script, done.returncode, _ANSI.sub("", done.stdout), _ANSI.sub("", done.stderr))
 
 
@@ -106,18 +80,16 @@ def rehearse(server: Database, home: Path) -> Iterator[Rehearsal]:
     blocks = code_blocks("bash")
     roles = sorted({READER_ROLE, *re.findall(r"create role (\w+)", "\n".join(blocks))})
     with server.connect() as conn:
-        for role in filter(lambda role: _role_exists(conn, role), roles):
+        for role in _existing(conn, roles):
             if server.backend != "embedded":  # a user's server: the role may be theirs
                 raise RehearsalUnavailable(f"role {role} already exists on {server.describe()}")
             _drop_role(conn, role)  # left by an interrupted run on our own server
-        allowed = conn.execute(
-            "select rolsuper or (rolcreatedb and rolcreaterole) from pg_roles"
-            " where rolname = current_user"
-        ).fetchone()
+        allowed = conn.execute("select rolsuper or (rolcreatedb and rolcreaterole) from pg_roles"
+                               " where rolname = current_user").fetchone()  # fmt: skip
     if not (allowed and allowed[0]):
         raise RehearsalUnavailable(f"user {server.user} may not create databases and roles")
     database = crystal_forge.create_scratch_database(server, "buildqueue_rehearsal")
-    rehearsal = Rehearsal(server, database, blocks)
+    rehearsal = Rehearsal(database, blocks)
     try:
         crystal_forge.load_example(database)
         env = operator_environment(database, home)
@@ -135,16 +107,17 @@ def rehearse(server: Database, home: Path) -> Iterator[Rehearsal]:
         yield rehearsal
     finally:
         with database.connect() as conn:
-            for role in filter(lambda role: _role_exists(conn, role), roles):
+            for role in _existing(conn, roles):
                 conn.execute(sql.SQL("drop owned by {}").format(sql.Identifier(role)))
         crystal_forge.drop_database(server, database)
         with server.connect() as conn:
-            for role in filter(lambda role: _role_exists(conn, role), roles):
+            for role in _existing(conn, roles):
                 _drop_role(conn, role)
 
 
-def _role_exists(conn: psycopg.Connection, role: str) -> bool:
-    return bool(conn.execute("select 1 from pg_roles where rolname = %s", [role]).fetchone())
+def _existing(conn: psycopg.Connection, roles: list[str]) -> list[str]:
+    query = "select rolname from pg_roles where rolname = any(%s) order by 1"
+    return [role for (role,) in conn.execute(query, [roles])]
 
 
 def _drop_role(conn: psycopg.Connection, role: str) -> None:
@@ -153,11 +126,8 @@ def _drop_role(conn: psycopg.Connection, role: str) -> None:
 
 def source_indexes(conn: psycopg.Connection) -> dict[str, str]:
     """Index name -> definition, for every index in Crystal Forge's schema."""
-    rows = conn.execute(
-        "select indexname, indexdef from pg_indexes where schemaname = %s",
-        [crystal_forge.SOURCE_SCHEMA],
-    )
-    return dict(rows.fetchall())
+    query = "select indexname, indexdef from pg_indexes where schemaname = %s"
+    return dict(conn.execute(query, [crystal_forge.SOURCE_SCHEMA]).fetchall())
 
 
 CATALOG = {
@@ -180,9 +150,7 @@ CATALOG = {
     "default privileges": """
         select pg_get_userbyid(defaclrole), defaclnamespace::regnamespace::text,
             defaclobjtype::text, defaclacl::text from pg_default_acl""",
-}
-"""What a deploy may change, by names and definitions (no oids): schemas and their ACLs,
-relations with owner, ACL, options, view definition, comment and columns, indexes, default ACLs."""
+}  # what a deploy may change, by names and definitions (no oids)
 
 
 def catalog(conn: psycopg.Connection) -> dict[str, list[tuple]]:
