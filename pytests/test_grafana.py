@@ -1,12 +1,10 @@
-"""grafana/ is wired, and each panel and alert gives what the example implies.
-
-SQL runs with the macros `./run load` expands (`corpus.expand`); what the panels draw comes
-from Grafana's own code (@grafana/data in headless Chromium)."""
+"""grafana/ is wired; its panels' SQL, alerts and drawn transformations fit the example."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -29,7 +27,10 @@ from support.scratch import EXAMPLE_SCHEMA, ScratchSchemas
 from support.transformations import GrafanaCode, frame, grafana_code
 
 DASHBOARD = files.load_dashboard()
-REUSE = files.DASHBOARD_DATASOURCE_UID  # hands panel 1's rows to another panel
+PANEL = {p["title"]: p for p in DASHBOARD["panels"]}  # titles: one each, by PANELS below
+OVERVIEW_SQL = PANEL["Systems overview"]["targets"][0]["rawSql"]
+HISTORY = PANEL["Queue depth over time"]
+ALERTS = files.alert_rules(files.load_yaml(files.ALERTING_FILE))
 CHANGES = {  # to the example, each in a rolled-back transaction
     "example": "",
     "silent hour": """update {src}.build_reservations set heartbeat_at = now() - interval '1 hour';
@@ -48,10 +49,10 @@ CHANGES = {  # to the example, each in a rolled-back transaction
 SOURCE_UID = "buildqueue-postgres"
 PANELS = [  # the spec's five; 2, 4 and 5 reuse panel 1's rows: one view query a refresh
     ("Systems overview", "table", SOURCE_UID, None),
-    ("Worker distribution", "barchart", REUSE, (1, False)),
+    ("Worker distribution", "barchart", files.DASHBOARD_DATASOURCE_UID, (1, False)),
     ("Queue depth over time", "timeseries", SOURCE_UID, None),
-    ("Stale workers", "table", REUSE, (1, False)),
-    ("Cache push lag", "gauge", REUSE, (1, False)),
+    ("Stale workers", "table", files.DASHBOARD_DATASOURCE_UID, (1, False)),
+    ("Cache push lag", "gauge", files.DASHBOARD_DATASOURCE_UID, (1, False)),
 ]
 RULES = {  # uid: (for, reducer, threshold, its parameter, linked panel)
     "buildqueue-stale-workers": ("10m", "last", "gt", [0], 4),
@@ -63,15 +64,13 @@ RULES = {  # uid: (for, reducer, threshold, its parameter, linked panel)
 JAN_14, JAN_15 = datetime(2024, 1, 14, 9, tzinfo=UTC), datetime(2024, 1, 15, 10, tzinfo=UTC)
 
 
-def panel(title: str) -> dict[str, Any]:
-    (found,) = [p for p in DASHBOARD["panels"] if p["title"] == title]
-    return found
-
-
-def change(conn: psycopg.Connection, name: str) -> None:
-    """Apply one of `CHANGES` to the example (the caller's transaction rolls it back)."""
-    for statement in filter(None, CHANGES[name].format(src=EXAMPLE_SCHEMA).split(";")):
-        conn.execute(statement)  # type: ignore[arg-type]
+@contextmanager
+def changed(conn: psycopg.Connection, name: str) -> Iterator[None]:
+    """The example with one of `CHANGES` applied, rolled back after."""
+    with conn.transaction(force_rollback=True):
+        for statement in filter(None, CHANGES[name].format(src=EXAMPLE_SCHEMA).split(";")):
+            conn.execute(statement)  # type: ignore[arg-type]
+        yield
 
 
 def run(conn: psycopg.Connection, query: str, since: datetime, interval: int = 60) -> list[dict]:
@@ -91,9 +90,9 @@ def test_provisioning_files_are_wired() -> None:
     for p, expected in zip(DASHBOARD["panels"], PANELS, strict=True):
         reused = [t.get("panelId") and (t["panelId"], t["withTransforms"]) for t in p["targets"]]
         assert (p["title"], p["type"], p["datasource"]["uid"], *reused) == expected
-    assert "from build_queue_samples" in panel("Queue depth over time")["targets"][0]["rawSql"]
+    assert "from build_queue_samples" in HISTORY["targets"][0]["rawSql"]
     wiring = {}
-    for group, rule in files.alert_rules(files.load_yaml(files.ALERTING_FILE)):
+    for group, rule in ALERTS:
         nodes = {node["refId"]: node for node in rule["data"]}
         reduce, threshold = nodes["B"]["model"], nodes[rule["condition"]]["model"]
         (evaluator,) = [condition["evaluator"] for condition in threshold["conditions"]]
@@ -110,7 +109,7 @@ def test_provisioning_files_are_wired() -> None:
 
 
 def test_systems_overview_query(conn: psycopg.Connection) -> None:
-    rows = run(conn, panel("Systems overview")["targets"][0]["rawSql"], JAN_14)
+    rows = run(conn, OVERVIEW_SQL, JAN_14)
     assert [(r["system_name"], r["health"], r["progress"], r["workers"]) for r in rows] == [
         ("server-a", "building", Decimal("0.7"), "worker-0, worker-1"),
         ("server-b", "ready", 1, ""),
@@ -121,48 +120,36 @@ def test_systems_overview_query(conn: psycopg.Connection) -> None:
 
 def test_queue_depth_query(database: Database, samples_project: Any, samples_schema: str) -> None:
     """Two planted January 2024 samples, then the build's; $__timeFilter drops the older."""
-    query = panel("Queue depth over time")["targets"][0]["rawSql"]
+    query = HISTORY["targets"][0]["rawSql"]
     with database.connect(options=f"-c search_path={samples_schema}") as conn:
         (taken_at,) = conn.execute(f"select max(sampled_at) from {SAMPLE_MODEL}").fetchone()  # type: ignore[misc]
         for moment, pending, building in [(JAN_14, 9, 4), (JAN_15, 6, 5)]:
-            values = [moment, moment, pending, building]
-            conn.execute(
-                f"insert into {SAMPLE_MODEL} values (%s, %s, 3, 2, 1, 1, %s, %s, 0, 0, 5)", values
-            )  # type: ignore[arg-type]
+            conn.execute(f"insert into {SAMPLE_MODEL} values (%s, %s, 3, 2, 1, 1, %s, %s, 0, 0, 5)",
+                         [moment, moment, pending, building])  # type: ignore[arg-type]  # fmt: skip
         points = [(r["time"], r["pending_packages"], r["work_remaining"])
                   for r in run(conn, query, datetime(2024, 1, 1, tzinfo=UTC))]  # fmt: skip
         later = [r["time"] for r in run(conn, query, datetime(2024, 1, 15, tzinfo=UTC))]
-    # epoch seconds, oldest first; the build's sample: the example's 1 + 0 + 2 pending and
-    # 2 + 0 + 3 building packages
+    # epoch seconds, oldest first; the build's sample: the example's 3 pending, 5 building
     epoch = [moment.timestamp() for moment in (JAN_14, JAN_15, taken_at)]
     assert points == [(epoch[0], 9, 13), (epoch[1], 6, 11), (epoch[2], 3, 8)]
     assert later == epoch[1:]
 
 
-@pytest.mark.parametrize(
-    ("uid", "case", "value", "firing"),
-    [
-        ("buildqueue-stale-workers", "example", 1, True),  # server-c
-        ("buildqueue-queue-growing", "example", 8, False),  # 3 + 0 + 5 packages; 500
-        ("buildqueue-stuck-building", "example", 1, True),  # server-c, reserved 3 h ago
-        ("buildqueue-queue-growing-window", "example", 0, False),  # one sample: no growth
-        ("buildqueue-queue-stalled", "example", 0, False),  # server-a's workers beat 15 s ago
-        ("buildqueue-queue-stalled", "silent hour", 3600, True),
-    ],
-)
+@pytest.mark.parametrize(("uid", "case", "value", "firing"), [
+    ("buildqueue-stale-workers", "example", 1, True),  # server-c
+    ("buildqueue-queue-growing", "example", 8, False),  # 3 + 0 + 5 packages; 500
+    ("buildqueue-stuck-building", "example", 1, True),  # server-c, reserved 3 h ago
+    ("buildqueue-queue-growing-window", "example", 0, False),  # one sample: no growth
+    ("buildqueue-queue-stalled", "example", 0, False),  # server-a's workers beat 15 s ago
+    ("buildqueue-queue-stalled", "silent hour", 3600, True),
+])  # fmt: skip
 def test_alert_rules_on_the_example(
     conn: psycopg.Connection, uid: str, case: str, value: float, firing: bool
 ) -> None:
-    (rule,) = [
-        r for _, r in files.alert_rules(files.load_yaml(files.ALERTING_FILE)) if r["uid"] == uid
-    ]
-    with conn.transaction(force_rollback=True):
-        change(conn, case)
+    (rule,) = [r for _, r in ALERTS if r["uid"] == uid]
+    with changed(conn, case):
         evaluation = evaluate_rule(rule, conn)
     assert (evaluation.value, evaluation.firing) == (pytest.approx(value, rel=0.02), firing)
-
-
-# --- what the panels draw: Grafana's own code ---------------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -210,11 +197,9 @@ def test_panels_drawn_by_grafanas_code(
     fields: Any, columns: list[str] | None, rows: list[tuple],
 ) -> None:  # fmt: skip
     """Panel 1's rows through each panel's transformations, as the browser draws them."""
-    drawn_panel = panel(title)
-    with conn.transaction(force_rollback=True):
-        change(conn, case)
-        panel_1 = frame(conn, panel("Systems overview")["targets"][0]["rawSql"])
-    (drawn,) = grafana.apply(drawn_panel.get("transformations", []), [panel_1])
+    with changed(conn, case):
+        panel_1 = frame(conn, OVERVIEW_SQL)
+    (drawn,) = grafana.apply(PANEL[title].get("transformations", []), [panel_1])
     if fields is not None:
         assert (list(drawn["fields"]) if isinstance(fields, list) else drawn["fields"]) == fields
     columns = columns or list(drawn["fields"])
@@ -228,9 +213,7 @@ def test_history_panel_returns_a_few_hundred_points_over_30_days(
     grafana: GrafanaCode, database: Database, scratch_schema: ScratchSchemas
 ) -> None:
     """Grafana's rangeUtil turns the range and maxDataPoints into $__interval."""
-    history = panel("Queue depth over time")
-    schema = scratch_schema("history_panel")
-    points = {}
+    schema, points, now = scratch_schema("history_panel"), {}, datetime.now(UTC)
     with database.connect(options=f"-c search_path={schema}") as conn:
         conn.execute(sql.SQL("create schema {}").format(sql.Identifier(schema)))
         conn.execute(  # three months of one-minute samples
@@ -239,8 +222,7 @@ def test_history_panel_returns_a_few_hundred_points_over_30_days(
             " (g % 500)::bigint as packages_pending, 10::bigint as packages_building"
             " from generate_series(0, 129600) as g"
         )
-        now = datetime.now(UTC)
         for span in (timedelta(hours=1), timedelta(days=1), timedelta(days=30)):
-            interval = grafana.interval_seconds(now - span, now, history["maxDataPoints"])
-            points[span] = len(run(conn, history["targets"][0]["rawSql"], now - span, interval))
+            interval = grafana.interval_seconds(now - span, now, HISTORY["maxDataPoints"])
+            points[span] = len(run(conn, HISTORY["targets"][0]["rawSql"], now - span, interval))
     assert all(0 < count <= 400 for count in points.values()), points

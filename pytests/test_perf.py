@@ -1,14 +1,9 @@
-"""The performance lab on a small fleet: `./run bench`, `./run load`, the plans, the fleet.
-
-One scratch database holds a 40-system fleet in Crystal Forge's shape with its own
-indexes, loaded and timed by `./run bench`'s own code; no timing is ever asserted.
-"""
+"""`./run bench`, `./run load` and the plans on a 40-system fleet; no timing is asserted."""
 
 from __future__ import annotations
 
 from argparse import Namespace
 from collections.abc import Iterator
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -23,9 +18,8 @@ from buildqueue.perf.plans import aggregation_runs, explain, nodes
 from support import crystal_forge
 
 SIZE = "40x30+h1"
+# towards the plan that once took 190 s: an aggregation inside a nested loop, run per outer row
 ADVERSARIAL = ("enable_hashjoin", "enable_mergejoin", "enable_material")
-"""The planner pushed towards the plan that once took 190 s: an aggregation on the inner
-side of a nested loop runs once per outer row unless the view materializes it."""
 
 
 @pytest.fixture(scope="module")
@@ -50,9 +44,8 @@ def view(fleet: Database) -> Iterator[psycopg.Connection]:
 
 
 def test_bench_times_every_shape_with_and_without_the_index_step(fleet: Database) -> None:
-    results = Path(bench.OUTPUT).read_text()
-    timed = [line.split(" | ") for line in results.splitlines() if line.startswith("| ")]
-    shapes = {row[0].removeprefix("| ") for row in timed[2:]}
+    timed = [r.split(" | ") for r in bench.OUTPUT.read_text().splitlines() if r.startswith("| ")]
+    shapes = {row[0].removeprefix("| ") for row in timed[2:]}  # after the header and its rule
     assert {"select *", *UPSTREAM, *grafana_queries()} <= shapes
     assert all(row[1].endswith(" ms") and row[4].endswith(" ms") for row in timed[2:])
 
@@ -77,8 +70,7 @@ def test_no_shape_runs_an_aggregation_more_than_once(
     vars = {"source_schema": bench.SOURCE_SCHEMA}
     shapes = corpus(DbtProject(fleet, "ci", bench.VIEW_SCHEMA, vars=vars), view)
     with view.transaction(force_rollback=True):
-        for setting in ADVERSARIAL:
-            view.execute(f"set local {setting} = off")  # type: ignore[arg-type]
+        view.execute("; ".join(f"set local {off} = off" for off in ADVERSARIAL))  # type: ignore[arg-type]
         runs = {name: aggregation_runs(explain(view, query)) for name, query in shapes.items()}
         # the same check catches a view whose aggregations are inlined again
         (definition,) = view.execute(f"select pg_get_viewdef('{V}'::regclass)").fetchone()  # type: ignore[misc]
@@ -90,14 +82,11 @@ def test_no_shape_runs_an_aggregation_more_than_once(
     assert inlined > 1
 
 
-def test_the_queue_can_run_in_parallel_however_few_pages_it_spans(
-    view: psycopg.Connection,
-) -> None:
+def test_the_queue_can_run_in_parallel_however_few_pages_it_spans(view: psycopg.Connection) -> None:
     """The queue's three thirds make a Parallel Append once parallelism is free."""
     with view.transaction(force_rollback=True):
-        for setting in ("parallel_setup_cost", "parallel_tuple_cost"):
-            view.execute(f"set local {setting} = 0")  # type: ignore[arg-type]
-        view.execute("set local max_parallel_workers_per_gather = 2")
+        view.execute("set local parallel_setup_cost = 0; set local parallel_tuple_cost = 0;"
+                     " set local max_parallel_workers_per_gather = 2")  # fmt: skip
         plan = explain(view, f"select * from {V}")
     appends = [n for n in nodes(plan) if n["Node Type"] == "Append" and n.get("Parallel Aware")]
     assert appends and len(appends[0]["Plans"]) == 3
@@ -106,13 +95,10 @@ def test_the_queue_can_run_in_parallel_however_few_pages_it_spans(
 def test_load_finds_the_viewer_capacity_with_pgbench(
     fleet: Database, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Generous limit: every viewer up to the cap fits; a limit none meets: all are late.
-
-    Refreshes every 0.1 s, so pgbench's Poisson schedule starts transactions in 1 s."""
+    """Refresh 0.1 s (pgbench starts some in 1 s): a generous limit fits all, a tiny one none."""
     args = Namespace(sizes=[SIZE], target="ci", refresh=[0.1], seconds=1, limit=60.0,
                      max_viewers=2, seed=7)  # fmt: skip
     assert capacity.load_command(fleet, args) == 0
     assert f"| {bench.parse_shape(SIZE).label} | 2 |" in capsys.readouterr().out.splitlines()
-    queries = grafana_queries()
-    late = capacity.late_share(fleet, bench.VIEW_SCHEMA, queries, 1, 0.1, seconds=1, limit=1e-5)
-    assert late > 0.9
+    queries, schema = grafana_queries(), bench.VIEW_SCHEMA
+    assert capacity.late_share(fleet, schema, queries, 1, 0.1, seconds=1, limit=1e-5) > 0.9

@@ -1,8 +1,4 @@
-"""Headless Chromium through Selenium, on Debian's ``chromium`` and ``chromedriver``.
-
-Both are handed to Selenium by path, so Selenium Manager never runs and nothing is
-downloaded. `serve_directory` serves a folder to it on 127.0.0.1.
-"""
+"""Headless Chromium via Selenium on Debian's chromium and chromedriver, by path: no download."""
 
 from __future__ import annotations
 
@@ -39,8 +35,7 @@ def find_browser() -> tuple[str, str]:
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args: Any) -> None:
-        """Keep the test output clean."""
+    def log_message(self, *args: Any) -> None: ...  # keep the test output clean
 
 
 @contextlib.contextmanager
@@ -65,12 +60,9 @@ def headless_chromium() -> Iterator[webdriver.Chrome]:
         options.add_argument(flag)
     with tempfile.TemporaryDirectory(prefix="buildqueue-chromium-") as tmp:
         service = Service(executable_path=driver, env={**os.environ, "TMPDIR": tmp})
-        browser = webdriver.Chrome(service=service, options=options)
-        try:
+        with webdriver.Chrome(service=service, options=options) as browser:  # quits after
             browser.set_script_timeout(TIMEOUT_SECONDS)
             yield browser
-        finally:
-            browser.quit()
 
 
 def wait_for(browser: webdriver.Chrome, script: str, timeout: float = TIMEOUT_SECONDS) -> Any:

@@ -1,29 +1,19 @@
-"""Alert rules evaluated as Grafana does, on a database instead of a Grafana server.
-
-A rule's SQL runs over its ``relativeTimeRange`` (macros: `buildqueue.perf.corpus.expand`);
-its chain (reduce ``last``, threshold ``gt``/``lt``) is applied to the last column. The
-pending period (``for``) is not modelled.
-"""
+"""Alert rules evaluated as Grafana does (``for`` aside), on a database instead of a server."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import operator
 from datetime import timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import psycopg
 
 from buildqueue.perf.corpus import expand
 from support.grafana_files import EXPRESSION_UID
 
-THRESHOLDS = {"gt": lambda value, limit: value > limit, "lt": lambda value, limit: value < limit}
 
-
-@dataclass(frozen=True)
-class AlertEvaluation:
-    """One evaluation of a rule: the reduced value and whether the condition holds."""
-
-    value: float | None
+class AlertEvaluation(NamedTuple):
+    value: float | None  # what ``reduce`` gave
     firing: bool
 
 
@@ -34,7 +24,7 @@ def evaluate_rule(rule: dict[str, Any], conn: psycopg.Connection) -> AlertEvalua
 
     def value_of(ref_id: str) -> Any:
         item, model = nodes[ref_id], nodes[ref_id]["model"]
-        if item["datasourceUid"] != EXPRESSION_UID:
+        if item["datasourceUid"] != EXPRESSION_UID:  # SQL over its relativeTimeRange
             span = timedelta(seconds=item["relativeTimeRange"]["from"])
             cur = conn.execute(expand(model["rawSql"], span, 1))  # type: ignore[arg-type]
             assert cur.description and cur.description[0].name == "time", model["rawSql"]
@@ -46,7 +36,7 @@ def evaluate_rule(rule: dict[str, Any], conn: psycopg.Connection) -> AlertEvalua
             return reduced[-1]
         (condition,) = model["conditions"]
         kind, (limit, *_) = condition["evaluator"]["type"], condition["evaluator"]["params"]
-        return source is not None and THRESHOLDS[kind](source, limit)
+        return source is not None and {"gt": operator.gt, "lt": operator.lt}[kind](source, limit)
 
     firing = bool(value_of(rule["condition"]))
     return AlertEvaluation(reduced[-1] if reduced else None, firing)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,22 +18,13 @@ DASHBOARD_DATASOURCE_UID = "-- Dashboard --"  # hands a panel another panel's ro
 
 
 def load_yaml(path: Path) -> dict[str, Any]:
-    """One provisioning file as a dict."""
     return yaml.safe_load(path.read_text())
 
 
 def load_dashboard(path: Path = DASHBOARD_FILE) -> dict[str, Any]:
-    """The dashboard JSON as a dict."""
     return json.loads(path.read_text())
 
 
-def alert_rules(alerting: dict[str, Any]) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+def alert_rules(alerting: dict[str, Any]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
     """(group, rule) for every alert rule of the alerting file."""
-    for group in alerting.get("groups", []):
-        for rule in group.get("rules", []):
-            yield group, rule
-
-
-def rule_queries(rule: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    """The data-source queries of a rule (its ``data`` items that are not expressions)."""
-    return (item for item in rule["data"] if item["datasourceUid"] != EXPRESSION_UID)
+    return [(g, rule) for g in alerting.get("groups", []) for rule in g.get("rules", [])]

