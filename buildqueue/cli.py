@@ -131,7 +131,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwinds: the server stops
     argv = list(sys.argv[1:] if argv is None else argv)
     # dbt records sys.argv in target/run_results.json: no password there
-    redact = [(r"(://[^:/@]*:)[^@]*@", r"\1***@"), (r"(password=)\S*", r"\1***")]
+    # (a conninfo value may be quoted and hold spaces: 'pa ss')
+    redact = [
+        (r"(://[^:/@]*:)[^@]*@", r"\1***@"),
+        (r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S*)", r"\1***"),
+    ]
     for pattern, replacement in redact:
         sys.argv = [re.sub(pattern, replacement, arg) for arg in sys.argv]
     if argv[:1] == ["test"]:  # the rest goes to pytest untouched
