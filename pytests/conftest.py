@@ -1,9 +1,7 @@
-"""Session fixtures in dbt-core's shape: one server ($BUILDQUEUE_DATABASE: embedded by default,
-a DSN, testcontainers; or --password-server, a scram-sha-256 one reached by its DSN), one dbt
-build over the example in scratch schemas, all dropped at teardown, and the session failed if
-the server's schemas or roles differ at its end (support/scratch.py)."""
+"""Session fixtures in dbt-core's shape: one server, one build in scratch schemas, the guard."""
 
 import os
+import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Any
@@ -35,6 +33,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def database(request: pytest.FixtureRequest, tmp_path_factory: Any) -> Iterator[Database]:
+    """$BUILDQUEUE_DATABASE (embedded, a DSN, testcontainers), or --password-server's DSN."""
     server = None
     if request.config.getoption("--password-server"):
         server = start_password_server(tmp_path_factory.mktemp("password") / "pgdata")
@@ -45,8 +44,7 @@ def database(request: pytest.FixtureRequest, tmp_path_factory: Any) -> Iterator[
             yield db
     finally:
         db.stop()
-        if server is not None:
-            server.stop()
+        server and server.stop()
 
 
 def _schemas(database: Database) -> Iterator[ScratchSchemas]:
@@ -57,6 +55,15 @@ def _schemas(database: Database) -> Iterator[ScratchSchemas]:
 
 scratch_schema = pytest.fixture(_schemas, name="scratch_schema")
 module_scratch_schema = pytest.fixture(_schemas, scope="module", name="module_scratch_schema")
+
+
+@pytest.fixture(scope="session")
+def scram(tmp_path_factory: Any) -> Iterator[Database]:
+    """A scram-sha-256 server by its DSN; its user's password looks like Jinja and is unique."""
+    password = "pa {{ss}}'\"%" + secrets.token_hex(8)  # a space: masked whole all the same
+    server = start_password_server(tmp_path_factory.mktemp("scram") / "pgdata", password)
+    yield pg.open_database(as_dsn(server))
+    server.stop()
 
 
 @pytest.fixture(scope="session")
@@ -73,8 +80,7 @@ def build(database: Database, project: DbtProject) -> DbtOutcome:
 
 @pytest.fixture(scope="module")
 def fresh_example(database: Database, project: DbtProject, build: DbtOutcome) -> DbtProject:
-    """The example, reloaded once its freshest heartbeat (15 s at load) is 2.5 min old: half
-    the stale threshold, so no worker turns stale within a module."""
+    """Reloaded once 2.5 min old (half the stale threshold): no worker turns stale in a module."""
     query = f"select now() - max(heartbeat_at) < '150 s' from {EXAMPLE_SCHEMA}.build_reservations"
     with database.connect() as conn:
         conn.execute(query).fetchone()[0] or project.load_fixtures()

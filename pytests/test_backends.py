@@ -1,8 +1,6 @@
-"""The ways in: PG* variables, a DSN with its password (a scram server, suite roles logging in
-with passwords), testcontainers; the profile dbt gets; the leftovers guard."""
+"""The ways in (PG*, a scram server's DSN, testcontainers), dbt's profile, the leftovers guard."""
 
 import re
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -15,7 +13,6 @@ from buildqueue.database import Database, DatabaseError
 from buildqueue.dbt import PASSWORD_ENV, DbtError, DbtProject, profile_dict
 from buildqueue.report import fetch_rows
 from support import scratch
-from support.cli_process import as_dsn, start_password_server
 from support.example import EXPECTED_ROWS
 
 JINJA_PROFILE = """buildqueue: {target: live, outputs: {live: {type: postgres, host: elsewhere,
@@ -24,7 +21,7 @@ JINJA_PROFILE = """buildqueue: {target: live, outputs: {live: {type: postgres, h
 Env = pytest.MonkeyPatch
 
 
-def test_the_env_backend_and_a_dsn(database: Database, monkeypatch: Env) -> None:
+def test_the_env_backend_a_dsn_and_no_docker(database: Database, monkeypatch: Env) -> None:
     for key, value in database.env().items():
         monkeypatch.setenv(key, value)
     db, query = pg.open_database("env"), "select system_identifier from pg_control_system()"
@@ -33,43 +30,26 @@ def test_the_env_backend_and_a_dsn(database: Database, monkeypatch: Env) -> None
     dsn = pg.from_dsn("postgresql://me:p%40ss@db.example:6543/cf?sslmode=require")
     assert (db.backend, dsn.user, dsn.password, dsn.host, dsn.port, dsn.dbname) == (
         "env", "me", "p@ss", "db.example", 6543, "cf")  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def scram(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
-    """A server asking every role for its password (scram-sha-256), reached by its DSN."""
-    server = start_password_server(tmp_path_factory.mktemp("scram") / "pgdata")
-    yield pg.open_database(as_dsn(server))
-    server.stop()
-
-
-def test_a_password_server_builds_and_a_suite_role_reads_the_view(scram: Database) -> None:
-    reader, schemas = scratch.scratch_name("scram_reader"), scratch.ScratchSchemas(scram)
-    view, source = schemas("dsn_view"), schemas("dsn_source")
-    try:
-        project = DbtProject(scram, target="ci", schema=view, vars={"source_schema": source})
-        project.build(fixtures=True, vars={"view_reader_roles": []})
-        with scram.connect() as conn:
-            scratch.create_login_role(conn, reader, scram)
-            conn.execute(f"grant usage on schema {view} to {reader}; grant select on {view}."
-                         f"view_build_queue_status to {reader}")  # fmt: skip
-        with scram.connect(user=reader) as conn:
-            names = [row["system_name"] for row in fetch_rows(conn, view)]
-        assert names == [row["system_name"] for row in EXPECTED_ROWS]
-    finally:
-        schemas.drop_all()
-        scratch.drop_roles(scram, [reader])
-
-
-def test_without_a_docker_engine_the_container_backend_says_why(monkeypatch: Env) -> None:
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
     with pytest.raises(pg.BackendUnavailable, match=r"no Docker engine answers.*Fix: start Dock"):
         pg.start_testcontainers()
 
 
-def test_the_container_is_postgresql_15_on_loopback(
-    container_database: Any, monkeypatch: Env
-) -> None:
+def test_a_password_server_builds_and_a_suite_role_reads_the_view(scram: Database) -> None:
+    """On the private scram server: nothing to clean up."""
+    reader, view, source = map(scratch.scratch_name, ["scram_reader", "dsn_view", "dsn_source"])
+    project = DbtProject(scram, target="ci", schema=view, vars={"source_schema": source})
+    project.build(fixtures=True, vars={"view_reader_roles": []})
+    with scram.connect() as conn:
+        scratch.create_login_role(conn, reader, scram)
+        conn.execute(f"grant usage on schema {view} to {reader}; grant select on {view}."
+                     f"view_build_queue_status to {reader}")  # fmt: skip
+    with scram.connect(user=reader) as conn:
+        names = [row["system_name"] for row in fetch_rows(conn, view)]
+    assert names == [row["system_name"] for row in EXPECTED_ROWS]
+
+
+def test_the_container_is_pg_15_on_loopback(container_database: Any, monkeypatch: Env) -> None:
     db, image = container_database, "Fix: name a PostgreSQL image Docker has in"
     assert (db.backend, db.host, db.env()["PGHOST"]) == ("testcontainers", pg.LOOPBACK, pg.LOOPBACK)
     with db.connect() as conn:
@@ -98,25 +78,20 @@ def test_the_view_schema_is_dbts(database: Database, monkeypatch: Env, tmp_path:
         DbtProject(database, target="staging").view_schema()
 
 
-def test_the_profile_names_the_password_and_dbt_finds_it(tmp_path: Path) -> None:
+def test_the_profile_names_the_password_and_dbt_finds_it(scram: Database) -> None:
     """A password like Jinja gets dbt in, though the profile only names its variable."""
-    server = start_password_server(tmp_path / "pgdata", password := "pa{{ ss }}'\"%")
-    project, query = DbtProject(server, "ci", "bqt_private"), "select '{{ target.port }}'"
-    try:
-        text = yaml.safe_dump(profile_dict(server, "ci", "bqt_private"))
-        assert password not in text and PASSWORD_ENV in text
-        (compiled,) = project.invoke("compile", "--inline", query).result.result.results
-        assert compiled.node.compiled_code == f"select '{server.port}'"
-        project = replace(project, database=replace(server, dbname="{{ db }}"))
-        with pytest.raises(DbtError, match=re.escape("Database '{{ db }}' does not exist")):
-            project.invoke("compile", "--inline", query)
-    finally:
-        server.stop()
+    project, query = DbtProject(scram, "ci", "bqt_private"), "select '{{ target.port }}'"
+    text, password = yaml.safe_dump(profile_dict(scram, "ci", "bqt_private")), scram.password
+    assert "{{ss}}'\"%" in password and password not in text and PASSWORD_ENV in text
+    (compiled,) = project.invoke("compile", "--inline", query).result.result.results
+    assert compiled.node.compiled_code == f"select '{scram.port}'"
+    project = replace(project, database=replace(scram, dbname="{{ db }}"))
+    with pytest.raises(DbtError, match=re.escape("Database '{{ db }}' does not exist")):
+        project.invoke("compile", "--inline", query)
 
 
 def test_the_guard_names_what_a_run_left_behind_or_dropped(database: Database) -> None:
-    """A stranger is named and left alone, a scratch stray dropped and named, a schema that
-    existed before and is gone after named."""
+    """Named: a stranger (left alone), a scratch stray (dropped), a pre-existing schema gone."""
     stranger, stray, victim = f"left_{scratch.PREFIX}", *map(scratch.scratch_name, ["s", "v"])
     with database.connect() as conn:
         conn.execute(f"create schema {victim}")
@@ -133,6 +108,5 @@ def test_the_guard_names_what_a_run_left_behind_or_dropped(database: Database) -
         with pytest.raises(ValueError, match="Fix: use lowercase"):
             scratch.scratch_name("x" * (scratch.NAME_LIMIT - len(scratch.PREFIX)))
     finally:
-        with database.connect() as conn:
-            conn.execute(f"drop schema if exists {stranger}, {victim}; drop role if exists"
-                         f" {stranger}")  # fmt: skip
+        scratch.drop_schemas(database, [stranger, victim])
+        scratch.drop_roles(database, [stranger])

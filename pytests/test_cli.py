@@ -1,14 +1,12 @@
-"""What a user sees from `./run`: one line naming each mistake and its fix, `show --watch`
-surviving the database, Ctrl-C saying `interrupted.`, nothing left running or on disk."""
+"""`./run` as a user sees it: one-line mistakes, `show --watch` surviving, `interrupted.`."""
 
+import contextlib
 import os
-import secrets
 import signal
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -44,19 +42,17 @@ def dbt_error(project: DbtProject, *args: str, vars: dict | None = None) -> str:
 
 
 @pytest.fixture(scope="module")
-def scram(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
-    """A scram-sha-256 server with ROLE (password 'right'), as ROLE with a wrong password."""
-    db = cli.start_password_server(tmp_path_factory.mktemp("scram") / "pgdata", "admin-pw")
-    with db.connect() as conn:
+def role(scram: Database) -> Database:
+    """The scram server as ROLE (password 'right' there) with a wrong password."""
+    with scram.connect() as conn:
         conn.execute(f"create role {ROLE} login password 'right'")
-    yield replace(db, user=ROLE, password="wrong", backend="dsn", _stop=None)
-    db.stop()
+    return replace(scram, user=ROLE, password="wrong")
 
 
 @pytest.mark.parametrize("case", [  # server, changes, problem, fix
     ("database", {"port": 1, "host": "127.0.0.1"}, "reach PostgreSQL at 127.0.0.1:1", "Fix: start"),
     ("database", {"dbname": "no_db"}, "Database 'no_db' does not exist", "(createdb no_db)"),
-    ("scram", {}, f"rejected the credentials of user '{ROLE}'", "Fix: set PGPASSWORD"),
+    ("role", {}, f"rejected the credentials of user '{ROLE}'", "Fix: set PGPASSWORD"),
 ])  # fmt: skip
 def test_a_connection_mistake_is_one_line(request: pytest.FixtureRequest, case: tuple) -> None:
     server, changes, problem, fix = case
@@ -65,13 +61,12 @@ def test_a_connection_mistake_is_one_line(request: pytest.FixtureRequest, case: 
     one_line(dbt_error(DbtProject(bad, target="ci"), "run"), problem, fix)
 
 
-def test_the_scram_server_checks_passwords_and_names_the_refused_role(scram: Database) -> None:
-    with replace(scram, password="right").connect() as conn:
+def test_a_scram_server_checks_passwords_and_names_the_refused_role(scram: Any, role: Any) -> None:
+    with replace(role, password="right").connect() as conn:
         assert conn.execute("select current_user").fetchone() == (ROLE,)
-    admin = replace(scram, user="postgres", password="admin-pw")
     with pytest.raises(DatabaseError, match=f"credentials of user '{ROLE}'"):
-        admin.connect(user=ROLE)  # sends the session user's password
-    fresh = cli_error("dbt", "--database", admin.conninfo(), "docs", "generate")  # no example
+        scram.connect(user=ROLE)  # sends the session user's password
+    fresh = cli_error("dbt", "--database", scram.conninfo(), "docs", "generate")  # no example
     assert "Fix: load the example first (./run build --fixtures)" in fresh, fresh[-2000:]
 
 
@@ -83,8 +78,8 @@ def test_the_scram_server_checks_passwords_and_names_the_refused_role(scram: Dat
     (["sample", "--every", "0"], "--every needs a positive number", "e.g. --every 5", {}),
     (["build"], "Could not find profile named 'buildqueue'", "Fix: copy profiles.yml.example",
      {"DBT_PROFILES_DIR": "/nowhere"}),
-    (["build", "--vars", "[1]"], "--vars must be a YAML mapping", "Fix: --vars '{a: b}'", {}),
-    (["view-sql", "--vars", "[1]"], "--vars must be a YAML mapping", "Fix: --vars '{a: b}'", {}),
+    *[([cmd, "--vars", "[1]"], "--vars must be a YAML mapping", "Fix: --vars '{a: b}'", {})
+      for cmd in ["build", "view-sql"]],
 ])  # fmt: skip
 def test_a_setting_mistake_is_one_line(database: Database, case: tuple) -> None:
     args, problem, fix, env = case
@@ -92,26 +87,20 @@ def test_a_setting_mistake_is_one_line(database: Database, case: tuple) -> None:
     one_line(cli_error(*args, *dsn, **{"BUILDQUEUE_SCHEMA": VIEW_SCHEMA, **env}), problem, fix)
 
 
-BAD_VARS = {  # var, value, problem, fix (test_deploy.py has more, in-process)
-    "no-schema": ("source_schema", "no_such", "table(s): no_such.commits,", "Fix: point var"),
-    "malformed": ("source_schema", 'cf"x', "Invalid name in var 'source_schema': \"cf\\\"x\"",
-                  "Fix: set it in dbt_project.yml"),
-    "status-id": ("build_complete_status_id", "abc", "var 'build_complete_status_id': \"abc\"",
-                  "Fix it in dbt_project.yml (vars:)"),
-    "interval": ("stale_heartbeat_threshold", "soon", "var 'stale_heartbeat_threshold': \"soon\"",
-                 "Fix it in dbt_project.yml (vars:)"),
-}  # fmt: skip
-
-
-@pytest.mark.parametrize("case", BAD_VARS)
-def test_a_bad_var_is_one_line(project: Any, build: Any, scratch_schema: Any, case: str) -> None:
-    var, value, problem, fix = BAD_VARS[case]
+@pytest.mark.parametrize("case", [  # var, value, problem, fix (test_deploy.py has more)
+    ("source_schema", "no_such", "table(s): no_such.commits,", "Fix: point var"),
+    ("source_schema", 'cf"x', "Invalid name in var 'source_schema': \"cf\\\"x\"",
+     "Fix: set it in dbt_project.yml"),
+    *[(var, v, f"var '{var}': \"{v}\"", "Fix it in dbt_project.yml (vars:)")
+      for var, v in [("build_complete_status_id", "abc"), ("stale_heartbeat_threshold", "soon")]],
+])  # fmt: skip
+def test_a_bad_var_is_one_line(project: Any, build: Any, scratch_schema: Any, case: tuple) -> None:
+    var, value, problem, fix = case
     vars = {**project.vars, var: value}
     as_yaml = "{" + ", ".join(f"{k}: '{v}'" for k, v in vars.items()) + "}"
-    # dbt creates the target's schema before it finds the mistake: a scratch one
-    schema = scratch_schema("bad_vars")
     args = ["dbt", "--database", project.database.conninfo(), "run", "--vars", as_yaml]
-    one_line(cli_error(*args, BUILDQUEUE_SCHEMA=schema), problem, fix)
+    # dbt creates the target's schema before it finds the mistake: a scratch one
+    one_line(cli_error(*args, BUILDQUEUE_SCHEMA=scratch_schema("bad_vars")), problem, fix)
     one_line(dbt_error(project, "run", vars=vars), problem, fix)
 
 
@@ -133,23 +122,21 @@ def test_fixtures_never_reach_prod(database: Database, scratch_schema: Any, via:
 def test_a_paused_view_says_to_rebuild_as_deployed(database: Database, scratch_schema: Any) -> None:
     schema, paused = scratch_schema("paused"), "view_build_queue_status is paused. Fix: rebuild."
     with database.connect() as conn, pytest.raises(DatabaseError) as raised:
-        conn.execute(
-            f"create schema {schema}; create function {schema}.stop() returns int"
-            f" language plpgsql as $$ begin raise exception '{paused}'; end $$; create"
-            f" view {schema}.view_build_queue_status as select {schema}.stop()"
-        )
+        conn.execute(f"create schema {schema}; create function {schema}.stop() returns int language"
+                     f" plpgsql as $$ begin raise exception '{paused}'; end $$; create view"
+                     f" {schema}.view_build_queue_status as select {schema}.stop()")  # fmt: skip
         fetch_rows(conn, schema, "prod")
     assert "is paused. Fix: once the upgrade is done, rebuild it as deployed: dbt build --target "\
            "prod --vars '{source_schema: ..." in str(raised.value)  # fmt: skip
 
 
-HOSTILE = """create table {} as select n as nixos_id, case n when 1 then E'evil\\x1b[2J\\x07name'
-    else repeat('x', 5000) end as system_name, now() as commit_timestamp, 'abc' as
-    git_commit_hash, 10 as total_packages, 5 as completed_packages, 2 as building_packages,
-    3 as pending_packages, 0 as cached_packages, 300 as active_workers,
-    array(select 'w-' || i from generate_series(n, n * 300) i) as worker_ids,
-    now() as earliest_reservation, now() as latest_heartbeat, 'building' as status,
-    null as cache_status, false as has_stale_workers from generate_series(1, 2) n"""
+HOSTILE = """create schema "Watch Me"; create table {} as select n as nixos_id, case n when 1 then
+    E'evil\\x1b[2J\\x07name' else repeat('x', 5000) end as system_name, now() as commit_timestamp,
+    'abc' as git_commit_hash, 10 as total_packages, 5 as completed_packages, 2 as building_packages,
+    3 as pending_packages, 0 as cached_packages, 300 as active_workers, array(select 'w-' || i from
+    generate_series(n, n * 300) i) as worker_ids, now() as earliest_reservation, now() as
+    latest_heartbeat, 'building' as status, null as cache_status, false as has_stale_workers from
+    generate_series(1, 2) n"""
 
 
 def _watcher(db: Database) -> int:
@@ -161,17 +148,13 @@ def _watcher(db: Database) -> int:
 
 
 def test_watch_survives_the_database_and_prints_safely(tmp_path: Path) -> None:
-    """A terminated backend, a restart, a frozen server; escaped, width-fitting output, a
-    distinct-worker footer; Ctrl-C ends it even started as a shell's background job (SIGINT
-    ignored)."""
+    """Kill, restart, freeze; escaped fitting lines; Ctrl-C works in a job ignoring SIGINT."""
     db, restarted = start_embedded(tmp_path / "pgdata"), None
     with db.connect() as conn:
-        conn.execute('create schema "Watch Me"')
         conn.execute(sql.SQL(HOSTILE).format(sql.Identifier("Watch Me", "view_build_queue_status")))
-    env = cli.cli_env(BUILDQUEUE_SCHEMA="Watch Me", BUILDQUEUE_TIMEOUT="2", COLUMNS="100")
-    ignore_sigint = lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)  # noqa: E731
-    watch = ["show", "--database", db.conninfo(), "--watch", "0.5"]
-    process = cli.start_cli(*watch, env=env, preexec_fn=ignore_sigint)
+    process = cli.start_cli("show", "--database", db.conninfo(), "--watch", "0.5",
+        env=cli.cli_env(BUILDQUEUE_SCHEMA="Watch Me", BUILDQUEUE_TIMEOUT="2", COLUMNS="100"),
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))  # fmt: skip
     out, err = cli.lines(process.stdout), cli.lines(process.stderr)
     try:
         seen = cli.until(out, "systems in queue", 120)
@@ -202,8 +185,7 @@ def test_watch_survives_the_database_and_prints_safely(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=str)
 def test_no_embedded_server_outlives_the_cli(tmp_path: Path, signum: signal.Signals) -> None:
-    """Ctrl-C, SIGTERM or SIGKILL while `./run demo` builds: the server stops with the CLI;
-    Ctrl-C says `interrupted.` (130), not a failed build."""
+    """The server stops with a signalled `./run demo`; Ctrl-C: `interrupted.` (130), no FAILED."""
     script = "import sys, pathlib, buildqueue.database as d, buildqueue.cli as c\n" \
         "d.SCRATCH_DIR = pathlib.Path(sys.argv.pop(1)); raise SystemExit(c.main())"  # fmt: skip
     process = subprocess.Popen([sys.executable, "-c", script, tmp_path, "demo"], cwd=PROJECT_DIR,
@@ -227,27 +209,15 @@ def test_no_embedded_server_outlives_the_cli(tmp_path: Path, signum: signal.Sign
         assert err.strip().endswith("interrupted.") and "FAILED" not in err, err
 
 
-def test_no_credential_is_left_on_disk_after_sigkill(tmp_path: Path) -> None:
+def test_no_credential_is_left_on_disk_after_sigkill(scram: Database) -> None:
     """dbt gets the password only through its environment: a killed build leaves no file."""
-    server = cli.start_password_server(
-        tmp_path / "pgdata", password := "pw-" + secrets.token_hex(8)
-    )
-    try:
-        env = cli.cli_env(BUILDQUEUE_SCHEMA=scratch_name("killed"))
-        process = cli.start_cli("build", "--fixtures", "--database", server.conninfo(), env=env)
-        time.sleep(8)  # dbt is running with its profile written
-        process.kill()
-        process.wait()
-    finally:
-        server.stop()
+    env = cli.cli_env(BUILDQUEUE_SCHEMA=scratch_name("killed"))
+    process = cli.start_cli("build", "--fixtures", "--database", scram.conninfo(), env=env)
+    time.sleep(8)  # dbt is running with its profile written
+    process.kill()
+    process.wait()
     folders = [PROJECT_DIR / ".buildqueue", PROJECT_DIR / "target", PROJECT_DIR / "logs"]
     folders += Path(tempfile.gettempdir()).glob("buildqueue-profile-*")
-    files = [path for folder in folders for path in folder.rglob("*") if path.is_file()]
-    assert [path for path in files if _holds(path, password.encode())] == []
-
-
-def _holds(path: Path, text: bytes) -> bool:
-    try:  # the session's server may remove a file meanwhile
-        return text in path.read_bytes()
-    except OSError:
-        return False
+    for path in (path for folder in folders for path in folder.rglob("*") if path.is_file()):
+        with contextlib.suppress(OSError):  # the session's server may remove a file meanwhile
+            assert scram.password[-16:].encode() not in path.read_bytes(), path  # its hex tail

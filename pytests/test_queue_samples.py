@@ -1,9 +1,9 @@
-"""The queue history (build_queue_samples): one sample per bucket, also when runs overlap,
-pruned past the retention; `buildqueue sample` reports what its own run added."""
+"""Queue history: a sample per bucket, runs overlapping too, retention; a run reports its own."""
 
 import json
 import signal
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -27,40 +27,33 @@ def samples(project: DbtProject) -> list[dict[str, Any]]:
         return cur.execute(sql.SQL("select * from {} order by sampled_at").format(table)).fetchall()
 
 
-def sample_cli(project: DbtProject, *args: str, vars: dict | None = None) -> dict[str, Any]:
+def sample_cli(run: Callable, project: DbtProject, *args: str, vars: dict | None = None) -> Any:
     """`buildqueue sample` as a cron job runs it: the ci target, the source in --vars."""
     vars = json.dumps({"source_schema": EXAMPLE_SCHEMA, **(vars or {})})
-    args = (
-        "sample",
-        "--database",
-        project.database.conninfo(),
-        "--target",
-        "ci",
-        "--vars",
-        vars,
-        *args,
-    )
-    return {"args": args, "env": cli_env(BUILDQUEUE_SCHEMA=project.schema)}
+    dsn, env = project.database.conninfo(), cli_env(BUILDQUEUE_SCHEMA=project.schema)
+    return run("sample", "--database", dsn, "--target", "ci", "--vars", vars, *args, env=env)
 
 
-def test_two_runs_in_one_bucket_leave_its_first_sample(samples_project: DbtProject) -> None:
-    first, second = (take_sample(samples_project, ONE_BUCKET) for _ in "12")
+def test_a_bucket_keeps_its_first_sample_past_a_full_refresh(samples_project: DbtProject) -> None:
+    first, second = (take_sample(samples_project, ONE_BUCKET) for _ in "12")  # one bucket
     assert (first.added, second.added, second.row) == (True, False, first.row)
     assert "was already taken" in second.describe() and first.row in samples(samples_project)
-    assert len(samples(samples_project)) == 2  # the fixture's and this bucket's
+    assert len(before := samples(samples_project)) == 2  # the fixture's and this bucket's
+    build = ("build", "--exclude", "resource_type:seed", "--full-refresh")
+    samples_project.invoke(*build, vars=ONE_BUCKET)  # the retention keeps the bucket's sample
+    assert samples(samples_project) == before
 
 
 def test_overlapping_runs_leave_one_sample_per_bucket(samples_project: DbtProject) -> None:
-    """Two `buildqueue sample` processes held at their insert (a share lock: reads pass)
-    until both found the bucket empty, then let go at once: one row, both succeed."""
+    """Two samplers held at their insert (share lock) till both saw the bucket empty: one row."""
     table, db = sql.Identifier(samples_project.schema, SAMPLE_MODEL), samples_project.database
     waiting = ("select count(*) from pg_locks join pg_stat_activity using (pid) where relation ="
                " %s::regclass and not granted and query ilike '%%insert into%%'")  # fmt: skip
-    runs, command = [], sample_cli(samples_project, vars=ONE_BUCKET)
+    runs = []
     with db.connect(autocommit=False) as blocker, db.connect() as conn:
         blocker.execute(sql.SQL("lock table {} in share mode").format(table))
         try:
-            runs = [start_cli(*command["args"], env=command["env"]) for _ in "ab"]
+            runs = [sample_cli(start_cli, samples_project, vars=ONE_BUCKET) for _ in "ab"]
             while conn.execute(waiting, [table.as_string(conn)]).fetchone()[0] < 2:
                 assert all(run.poll() is None for run in runs), runs[0].communicate()
                 time.sleep(0.2)
@@ -73,34 +66,23 @@ def test_overlapping_runs_leave_one_sample_per_bucket(samples_project: DbtProjec
     assert len({s["sampled_at"] for s in samples(samples_project)}) == 2
 
 
-def test_full_refresh_keeps_the_history(samples_project: DbtProject) -> None:
-    before = samples(samples_project)
-    samples_project.invoke("build", "--exclude", "resource_type:seed", "--full-refresh")
-    assert samples(samples_project)[: len(before)] == before
-
-
 def test_each_run_prunes_samples_past_the_retention(samples_project: DbtProject) -> None:
     plant = sql.SQL("insert into {} select date_trunc('minute', now()) - %s * interval '1 day',"
-                    " now() - %s * interval '1 day', 0, 0, 0, 0, 0, 0, 0, 0, 0")  # fmt: skip
+                    " now() - %s * interval '1 day', 0, 0, 0, 0, 0, 0, 0, 0, 0"
+                    ).format(sql.Identifier(samples_project.schema, SAMPLE_MODEL))  # fmt: skip
     with samples_project.database.connect() as conn:
-        for age in (40, 29):
-            conn.execute(
-                plant.format(sql.Identifier(samples_project.schema, SAMPLE_MODEL)), [age] * 2
-            )
-    now = samples(samples_project)[-1]["sampled_at"]
-    assert [(now - s["sampled_at"]).days for s in samples(samples_project)] == [40, 29, 0]
-    samples_project.invoke("run", "--select", SAMPLE_MODEL)  # default retention: 30 days
-    assert [(now - s["sampled_at"]).days for s in samples(samples_project)][:2] == [29, 0]
-    samples_project.invoke(
-        "run", "--select", SAMPLE_MODEL, vars={"queue_sample_retention": "1 day"}
-    )
-    # pruned although this run's bucket had its sample already
-    assert [(now - s["sampled_at"]).days for s in samples(samples_project)][:1] == [0]
+        conn.cursor().executemany(plant, [[40, 40], [29, 29]])
+    now, run = samples(samples_project)[-1]["sampled_at"], ("run", "--select", SAMPLE_MODEL)
+    ages = lambda: [(now - s["sampled_at"]).days for s in samples(samples_project)]  # noqa: E731
+    assert ages() == [40, 29, 0]
+    samples_project.invoke(*run)  # default retention: 30 days
+    assert ages()[:2] == [29, 0]
+    samples_project.invoke(*run, vars={"queue_sample_retention": "1 day"})
+    assert ages()[:1] == [0]  # pruned although this run's bucket had its sample already
 
 
 def test_a_run_reports_its_own_sample_not_an_older_one(samples_project: DbtProject) -> None:
-    """Retention shorter than the interval would prune this run's sample at once: an error
-    (from the model's var check, or from take_sample should the model insert and prune)."""
+    """Retention under the interval would prune this run's sample: an error (model or sampler)."""
     time.sleep(1.1)
     take_sample(samples_project, SECOND)  # a recent older sample
     pruned = {"queue_sample_interval": "1 day", "queue_sample_retention": "1 minute"}
@@ -126,8 +108,7 @@ def test_a_committed_sample_is_reported_added(samples_project: Any, monkeypatch:
 
 def test_sample_once_from_the_cli(samples_project: DbtProject) -> None:
     time.sleep(1.1)
-    command = sample_cli(samples_project, vars=SECOND)
-    done = run_in_subprocess(*command["args"], env=command["env"])
+    done = sample_cli(run_in_subprocess, samples_project, vars=SECOND)
     assert done.returncode == 0, done.stderr
     (line,) = done.stdout.splitlines()
     assert line.startswith("sample ") and LINE in line and COUNTS in line, line
@@ -135,18 +116,15 @@ def test_sample_once_from_the_cli(samples_project: DbtProject) -> None:
 
 
 def test_sample_without_the_view_says_how_to_build_it(project: Any, samples_schema: str) -> None:
-    command = sample_cli(DbtProject(project.database, "ci", samples_schema))
-    done = run_in_subprocess(*command["args"], env=command["env"])
-    assert (done.returncode, done.stderr.strip()) == (1, (
-        f"error: view_build_queue_status is not built in schema '{samples_schema}', and "
-        "samples read it. Fix: deploy it first (`buildqueue build --target ci`, or `dbt build "
-        "--target ci --vars ...` as in the README's deploy section), then sample."
-    ))  # fmt: skip
+    done = sample_cli(run_in_subprocess, DbtProject(project.database, "ci", samples_schema))
+    assert (done.returncode, done.stderr.strip()) == (1, "error: view_build_queue_status is not"
+        f" built in schema '{samples_schema}', and samples read it. Fix: deploy it first"
+        " (`buildqueue build --target ci`, or `dbt build --target ci --vars ...` as in the"
+        " README's deploy section), then sample.")  # fmt: skip
 
 
 def test_sample_every_n_seconds_until_ctrl_c(samples_project: DbtProject) -> None:
-    command = sample_cli(samples_project, "--every", "1", vars=SECOND)
-    process = start_cli(*command["args"], env=command["env"])
+    process = sample_cli(start_cli, samples_project, "--every", "1", vars=SECOND)
     try:
         lines = [process.stdout.readline() for _ in range(3)]
         process.send_signal(signal.SIGINT)

@@ -1,5 +1,4 @@
-"""The `buildqueue` command in a process of its own, as a user's shell runs it; a user's own
-password-protected server (scram-sha-256 for every role) to run it against."""
+"""`buildqueue` in a process of its own, as a shell runs it; a scram server to run it against."""
 
 import os
 import queue
@@ -37,11 +36,9 @@ def start_cli(*args: str, env: dict | None = None, **popen: Any) -> subprocess.P
 
 def lines(stream: Any) -> queue.Queue:
     """A stream's lines in a queue (None at its end), read in a thread: a test can wait."""
-    pumped: queue.Queue[str | None] = queue.Queue()
-    threading.Thread(
-        target=lambda: [*map(pumped.put, stream), pumped.put(None)], daemon=True
-    ).start()
-    return pumped
+    out: queue.Queue[str | None] = queue.Queue()
+    threading.Thread(target=lambda: [*map(out.put, stream), out.put(None)], daemon=True).start()
+    return out
 
 
 def until(lines: queue.Queue, text: str, timeout: float = 60) -> list[str]:

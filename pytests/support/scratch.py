@@ -1,6 +1,4 @@
-"""Scratch names, as dbt-core's `unique_schema` and pytest-postgresql's janitor keep them: all a
-session makes on a server is `bqt_<random>_<purpose>`, dropped at teardown;
-`nothing_left_behind` fails the session naming what differs on the server at its end."""
+"""Scratch names (`bqt_<random>_<purpose>`), dropped at teardown; the leftovers guard."""
 
 import re
 import secrets
@@ -17,10 +15,9 @@ PREFIX, NAME_LIMIT = f"bqt_{secrets.token_hex(4)}", 63  # PostgreSQL cuts longer
 
 def scratch_name(purpose: str) -> str:
     """The session's name for ``purpose``, the same every call."""
-    name = f"{PREFIX}_{purpose}"
-    if not re.fullmatch(r"[a-z][a-z0-9_]*", purpose) or len(name) > NAME_LIMIT:
+    if not re.fullmatch(r"[a-z][a-z0-9_]*", purpose) or len(f"{PREFIX}_{purpose}") > NAME_LIMIT:
         raise ValueError(f"Scratch purpose {purpose!r}: Fix: use lowercase letters, digits, _.")
-    return name
+    return f"{PREFIX}_{purpose}"
 
 
 EXAMPLE_SCHEMA = scratch_name("example")  # the session's example tables: read-only for tests
@@ -42,12 +39,11 @@ def drop_schemas(database: Database, names: list[str]) -> None:
 
 
 def drop_roles(database: Database, names: list[str]) -> None:
+    drop = sql.SQL("drop owned by {0}; drop role {0}")
     with database.connect() as conn:
         for name in names:
             if conn.execute("select 1 from pg_roles where rolname = %s", [name]).fetchone():
-                conn.execute(
-                    sql.SQL("drop owned by {0}; drop role {0}").format(sql.Identifier(name))
-                )
+                conn.execute(drop.format(sql.Identifier(name)))
 
 
 class ScratchSchemas(list):
@@ -66,10 +62,6 @@ class ScratchSchemas(list):
         self.clear()
 
 
-FIX = "Fix: name every schema or role a test makes with scratch_schema, module_scratch_schema"
-FIX += " or scratch_name, so it is dropped at teardown."
-
-
 def inventory(database: Database) -> dict[str, set[str]]:
     """The server's schemas (but pg_temp_N, which the server reuses) and roles."""
     schemas = "select nspname from pg_namespace where nspname !~ '^pg_(toast_)?temp_[0-9]+$'"
@@ -80,21 +72,19 @@ def inventory(database: Database) -> dict[str, set[str]]:
 
 @contextmanager
 def nothing_left_behind(database: Database) -> Iterator[None]:
-    """Fail unless the schemas and roles end as they began; this session's strays are
-    dropped first (and named: their fixture did not)."""
+    """Fail unless schemas and roles end as they began; this session's strays dropped, named."""
     before = inventory(database)
     yield
-    after = inventory(database)
-    stray = {k: sorted(n for n in after[k] - before[k] if n.startswith(PREFIX)) for k in after}
-    drop_schemas(database, stray["schema"])
-    drop_roles(database, stray["role"])
-    problems = [
-        f"{k} {n} (not dropped by its fixture; dropped now)" for k in after for n in stray[k]
-    ]
+    problems: list[str] = []
+    for kind, after in inventory(database).items():
+        stray = sorted(n for n in after - before[kind] if n.startswith(PREFIX))
+        (drop_schemas if kind == "schema" else drop_roles)(database, stray)
+        problems += [f"{kind} {n} (not dropped by its fixture; dropped now)" for n in stray]
     for kind, now in inventory(database).items():
         problems += [f"{kind} {n} (left behind)" for n in sorted(now - before[kind])]
         problems += [f"{kind} {n} (dropped, it existed before)" for n in sorted(before[kind] - now)]
-    if problems:
-        raise AssertionError(
-            f"The run changed what {database.describe()} holds: {'; '.join(problems)}. {FIX}"
-        )
+    assert not problems, (
+        f"The run changed what {database.describe()} holds: {'; '.join(problems)}. Fix: name every"
+        " schema or role a test makes with scratch_schema, module_scratch_schema or scratch_name,"
+        " so it is dropped at teardown."
+    )
