@@ -8,7 +8,11 @@
     {{ return(validated_var(name)) }}
 {% endmacro %}
 
-{# A validated integer list rendered for SQL `in (...)`. #}
+{# Validated integer-list settings, joined, rendered for SQL `in (...)`. #}
 {% macro setting_in_list(name) %}
-    {{ return('(' ~ (setting(name) | join(', ')) ~ ')') }}
+    {% set ids = [] %}
+    {% for each in [name] + (varargs | list) %}
+        {% do ids.extend(setting(each)) %}
+    {% endfor %}
+    {{ return('(' ~ (ids | unique | join(', ')) ~ ')') }}
 {% endmacro %}

@@ -3,8 +3,6 @@
     departure_systems_being_built.
     A single select, without import CTEs, on purpose: doc single_select_models.
 #}
-{%- set queue_status_ids = setting('queued_system_status_ids')
-    + setting('system_build_status_ids') %}
 select
     derivations.derivation_id as nixos_id,
     derivations.derivation_name as system_name,
@@ -19,4 +17,5 @@ left join {{ ref('stg_crystal_forge__commits') }} as commits
     on derivations.commit_id = commits.commit_id
 where
     derivations.derivation_type = 'nixos'
-    and derivations.status_id in ({{ queue_status_ids | unique | join(', ') }})
+    and derivations.status_id
+    in {{ setting_in_list('queued_system_status_ids', 'system_build_status_ids') }}
