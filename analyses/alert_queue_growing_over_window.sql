@@ -17,7 +17,7 @@ samples as (
 window_start as (
     select max(sampled_at) as sampled_at
     from samples
-    where sampled_at <= now() - interval '{{ positive_interval("queue_growth_window") }}'
+    where sampled_at <= now() - interval '{{ setting("queue_growth_window") }}'
 ),
 
 in_window as (

@@ -15,7 +15,7 @@
 with
 
 settings as (
-    select interval '{{ positive_interval("queue_stall_threshold") }}' as stall_threshold
+    select interval '{{ setting("queue_stall_threshold") }}' as stall_threshold
 ),
 
 queue as (

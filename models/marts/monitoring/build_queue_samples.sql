@@ -24,7 +24,7 @@
     )
 }}
 {#- date_bin's origin: buckets are aligned on whole intervals since 2000-01-01 UTC #}
-{%- set sample_time = "date_bin(interval '" ~ positive_interval('queue_sample_interval')
+{%- set sample_time = "date_bin(interval '" ~ setting('queue_sample_interval')
     ~ "', now(), timestamptz '2000-01-01 00:00:00+00')" %}
 with
 
