@@ -1,11 +1,9 @@
 """dbt in-process, as dbt-core's functional tests run it: a profiles.yml written from a dict
 (the password only as env_var('DBT_ENV_SECRET_...'), never on disk), `dbtRunner().invoke`."""
 
-import atexit
 import functools
 import json
 import os
-import shutil
 import tempfile
 import threading
 from dataclasses import dataclass, field, replace
@@ -127,13 +125,6 @@ class DbtProject:
         if check and not outcome.success:
             raise (DbtConnectionError if lost_connection(outcome) else DbtError)(outcome.describe())
         return outcome
-
-    @property
-    def profiles_dir(self) -> Path:
-        """A profiles folder for a dbt subprocess (sqlfluff; give it PASSWORD_ENV)."""
-        folder = self._write_profile(Path(tempfile.mkdtemp(prefix="buildqueue-profile-")))
-        atexit.register(shutil.rmtree, folder, True)
-        return folder
 
     def _write_profile(self, folder: Path, target: str | None = None) -> Path:
         profile = profile_dict(self.database, target or self.target, self.schema)
