@@ -3,8 +3,7 @@
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -18,34 +17,13 @@ from buildqueue.report import VIEW_COLUMNS, fetch_rows
 from buildqueue.view_sql import view_sql
 from support.cli_process import run_in_subprocess
 from support.example import EXPECTED_ROWS
+from support.pollers import looping
 from support.relations import run_dbt
 from support.scratch import EXAMPLE_SCHEMA, VIEW_SCHEMA, ScratchSchemas, scratch_name
 
 VIEW = "view_build_queue_status"
 SYSTEMS = frozenset(row["system_name"] for row in EXPECTED_ROWS)
 MAX_DASHBOARD_WAIT = 2.5  # seconds: the 1 s lock timeout, and slack for a loaded machine
-
-
-@contextmanager
-def looping(connect: Callable[[], psycopg.Connection], step: Callable) -> Iterator[list]:
-    """``step(conn)`` in a thread until the block ends; yields its results or errors."""
-    results: list = []
-    stop = threading.Event()
-
-    def loop() -> None:
-        with connect() as conn:
-            while not stop.wait(0.02):
-                try:
-                    results.append(step(conn))
-                except psycopg.Error as error:
-                    results.append(f"error: {error}")
-
-    (thread := threading.Thread(target=loop)).start()
-    try:
-        yield results
-    finally:
-        stop.set()
-        thread.join()
 
 
 @pytest.fixture(scope="module")
