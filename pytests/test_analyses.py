@@ -13,7 +13,8 @@ from buildqueue.sampler import SAMPLE_MODEL
 from support.analyses import COMPILED_DIR, analysis_names, compile_analyses
 from support.example import EXPECTED_ROWS
 from support.grafana_checks import evaluate_rule
-from support.relations import alert_rule, run_dbt
+from support.grafana_files import rules_by_uid
+from support.relations import run_dbt
 from support.scratch import ScratchSchemas
 
 GROWTH = "alert_queue_growing_over_window"
@@ -106,7 +107,7 @@ def test_the_growth_alert_analysis_is_the_grafana_rule(
             plant(conn, history.schema, ages)
             found = conn.execute(f"select pending_growth from ({sql}) as a").fetchall()
             assert found == [(growth,)], case
-            evaluation = evaluate_rule(alert_rule("buildqueue-queue-growing-window"), conn)
+            evaluation = evaluate_rule(rules_by_uid()["buildqueue-queue-growing-window"], conn)
             assert (evaluation.value, evaluation.firing) == (growth, growth > 0), case
 
 

@@ -3,7 +3,6 @@ column table, report.VIEW_COLUMNS); dbt_project.yml's vars (README table, `valid
 forms); alert thresholds (each Grafana rule writes its var's default; each analysis reads it)."""
 
 import re
-from typing import Any
 
 import pytest
 import yaml
@@ -12,9 +11,9 @@ from buildqueue.dbt import project_vars
 from buildqueue.paths import PROJECT_DIR
 from buildqueue.report import VIEW_COLUMNS
 from support.docs_site import DocsArtifacts
+from support.grafana_files import rules_by_uid
 
 README = (PROJECT_DIR / "README.md").read_text()
-ALERTING = PROJECT_DIR / "grafana" / "provisioning" / "alerting" / "buildqueue-alerts.yaml"
 
 
 def _table(section: str) -> list[list[str]]:
@@ -54,21 +53,16 @@ VIEW_APPLIES = {"stale_heartbeat_threshold"}  # the rule reads has_stale_workers
 NUMBER = re.compile(r"(?<![\w.'])\d+(?:\.\d+)?(?![\w.'])")  # a number standing alone
 
 
-def _rules() -> dict[str, dict[str, Any]]:
-    groups = yaml.safe_load(ALERTING.read_text())["groups"]
-    return {rule["uid"]: rule for group in groups for rule in group["rules"]}
-
-
 def test_every_alert_has_a_rule_an_analysis_and_a_var() -> None:
     analyses = {path.stem for path in (PROJECT_DIR / "analyses").glob("alert_*.sql")}
-    assert set(_rules()) == set(ALERTS)
+    assert set(rules_by_uid()) == set(ALERTS)
     assert {analysis for analysis, _ in ALERTS.values()} == analyses
     assert {var for _, var in ALERTS.values()} <= set(project_vars())
 
 
 @pytest.mark.parametrize("uid", ALERTS)
 def test_the_rule_holds_its_vars_default_and_no_other_threshold(uid: str) -> None:
-    rule, (_, var) = _rules()[uid], ALERTS[uid]
+    rule, (_, var) = rules_by_uid()[uid], ALERTS[uid]
     default = project_vars()[var]
     sql = "\n".join(node["model"]["rawSql"] for node in rule["data"] if "rawSql" in node["model"])
     (condition,) = {n["refId"]: n["model"] for n in rule["data"]}[rule["condition"]]["conditions"]

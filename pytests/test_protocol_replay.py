@@ -13,7 +13,8 @@ from buildqueue.dbt import DbtProject
 from support.analyses import COMPILED_DIR
 from support.crystal_forge import create_scratch_database, create_tables, drop_database
 from support.grafana_checks import evaluate_rule
-from support.relations import alert_rule, run_dbt
+from support.grafana_files import rules_by_uid
+from support.relations import run_dbt
 from support.scratch import scratch_name
 
 SHIFTED = {  # every timestamp the replay's time travel moves back
@@ -136,7 +137,7 @@ class Forge:
         """ "Queue stalled" as the dbt analysis; the Grafana rule must agree on it."""
         ((analysis,),) = self.sql(f"select stalled_seconds from ({self.stalled_sql}) as alert")
         with self.db.connect(options=f"-c search_path={self.project.schema}") as conn:
-            grafana = evaluate_rule(alert_rule("buildqueue-queue-stalled"), conn)
+            grafana = evaluate_rule(rules_by_uid()["buildqueue-queue-stalled"], conn)
         assert (grafana.firing, abs(analysis - (grafana.value or 0)) <= 1) == (analysis > 0, True)
         return analysis
 

@@ -28,3 +28,11 @@ def load_dashboard(path: Path = DASHBOARD_FILE) -> dict[str, Any]:
 def alert_rules(alerting: dict[str, Any]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
     """(group, rule) for every alert rule of the alerting file."""
     return [(g, rule) for g in alerting.get("groups", []) for rule in g.get("rules", [])]
+
+
+def rules_by_uid() -> dict[str, dict[str, Any]]:
+    """Every provisioned alert rule by its uid (each uid once)."""
+    rules = [rule for _, rule in alert_rules(load_yaml(ALERTING_FILE))]
+    by_uid = {rule["uid"]: rule for rule in rules}
+    assert len(by_uid) == len(rules), "two alert rules share a uid"
+    return by_uid

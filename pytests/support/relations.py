@@ -1,19 +1,16 @@
-"""dbt-core's test helpers in this project's shape: run_dbt, check_relations_equal, alert_rule."""
+"""dbt-core's test helpers in this project's shape: run_dbt, check_relations_equal."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import psycopg
-import yaml
 
 from buildqueue.dbt import DbtOutcome, DbtProject
-from buildqueue.paths import PROJECT_DIR
 from buildqueue.report import VIEW_COLUMNS
 from support.example import EXPECTED_ROWS
 
 EXPECTED = "expected_view_build_queue_status"
-ALERTING = PROJECT_DIR / "grafana" / "provisioning" / "alerting" / "buildqueue-alerts.yaml"
 TIMES = ("earliest_reservation", "latest_heartbeat")  # seeded as <time>_age_seconds
 
 
@@ -39,10 +36,3 @@ def check_relations_equal(conn: psycopg.Connection, view: str, expected: str) ->
     assert (rows := conn.execute(diff).fetchall()) == [], rows
     order = [nixos_id for (nixos_id,) in conn.execute(f"select nixos_id from {view}")]
     assert order == [row["nixos_id"] for row in EXPECTED_ROWS]  # the seed's row order
-
-
-def alert_rule(uid: str) -> dict[str, Any]:
-    """The Grafana alert rule ``uid`` as provisioned."""
-    groups = yaml.safe_load(ALERTING.read_text())["groups"]
-    (found,) = [rule for group in groups for rule in group["rules"] if rule["uid"] == uid]
-    return found
