@@ -12,6 +12,7 @@ import pytest
 from buildqueue import database as pg
 from buildqueue.database import Database
 from buildqueue.dbt import DbtOutcome, DbtProject
+from buildqueue.paths import PROJECT_DIR, SCRATCH_DIR
 from buildqueue.sampler import SAMPLE_MODEL
 from support import scratch
 from support.cli_process import as_dsn, start_password_server
@@ -26,9 +27,36 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--password-server", action="store_true", help="a scram server, by DSN")
 
 
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """`-n auto`: a worker per core (up to 4), each with an embedded server of its own; one
+    process on any other server, as the leftovers guard reads a whole server."""
+    backend = os.environ.get(pg.BACKEND_ENV, "embedded").strip()
+    cores = min(len(os.sched_getaffinity(0)), 4)
+    return cores if cores > 1 and backend == "embedded" and not config.option.password_server else 0
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Modules whole to a worker, but the rehearsal's two servers' halves apart (a minute each)."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModulesAndRehearsals(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module, _, test = nodeid.partition("::")
+            return module + test[test.rfind("[") :] if module.endswith("_rehearsal.py") else module
+
+    return ModulesAndRehearsals(config, log) if config.getvalue("dist") == "loadscope" else None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A worker's dbt artifacts and logs in folders of its own (DBT_* reach the CLI's too)."""
+    if worker := os.environ.get("PYTEST_XDIST_WORKER"):
+        os.environ.setdefault("DBT_TARGET_PATH", str(PROJECT_DIR / "target" / worker))
+        os.environ.setdefault("DBT_LOG_PATH", str(PROJECT_DIR / "logs" / worker))
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests marked `last` (minutes long) after the checks of the session's young example."""
-    items.sort(key=lambda item: item.get_closest_marker("last") is not None)
+    """Tests marked `first` (minutes long) first: in parallel, the other workers take the rest."""
+    items.sort(key=lambda item: item.get_closest_marker("first") is None)
 
 
 @pytest.fixture(scope="session")
@@ -38,7 +66,9 @@ def database(request: pytest.FixtureRequest, tmp_path_factory: Any) -> Iterator[
     if request.config.getoption("--password-server"):
         server = start_password_server(tmp_path_factory.mktemp("password") / "pgdata")
         os.environ[pg.BACKEND_ENV] = as_dsn(server)  # the CLI subprocesses inherit it
-    db = pg.open_database()
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")  # gw0 has the usual folder
+    embedded = worker != "gw0" and os.environ.get(pg.BACKEND_ENV, "embedded") == "embedded"
+    db = pg.start_embedded(SCRATCH_DIR / f"pgdata-{worker}") if embedded else pg.open_database()
     try:
         with scratch.nothing_left_behind(db):
             yield db

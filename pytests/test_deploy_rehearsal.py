@@ -15,7 +15,7 @@ from support import rehearsal as rh
 from support.example import EXPECTED_ROWS
 from support.rehearsal import READER_ROLE, VIEW_SCHEMA, Rehearsal
 
-pytestmark = pytest.mark.last  # minutes long: after the checks of the session's example
+pytestmark = pytest.mark.first  # minutes long: a worker of its own while the others go on
 
 VIEW = f"{VIEW_SCHEMA}.view_build_queue_status"
 

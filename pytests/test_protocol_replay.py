@@ -10,7 +10,7 @@ import pytest
 
 from buildqueue.database import Database
 from buildqueue.dbt import DbtProject
-from support.analyses import COMPILED_DIR
+from buildqueue.paths import compiled_analyses
 from support.crystal_forge import create_scratch_database, create_tables, drop_database
 from support.grafana_checks import evaluate_rule
 from support.grafana_files import rules_by_uid
@@ -152,7 +152,7 @@ def deployed_forge(database: Database) -> Iterator[Forge]:
                              vars={"source_schema": "public"})  # fmt: skip
         run_dbt(project, "run")
         run_dbt(project, "compile", "--select", "alert_queue_stalled")
-        yield Forge(db, project, (COMPILED_DIR / "alert_queue_stalled.sql").read_text())
+        yield Forge(db, project, (compiled_analyses() / "alert_queue_stalled.sql").read_text())
     finally:
         drop_database(database, db)
 

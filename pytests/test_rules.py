@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 
 import psycopg
@@ -241,7 +242,7 @@ MAPPING = ("Crystal Forge statuses (public.derivation_statuses): queued = dry-ru
 
 def logged_by(project: DbtProject, *args: str, vars: dict | None = None) -> str:
     """What dbt logged running ``args`` (a warning's text is only there)."""
-    log = PROJECT_DIR / "logs" / "dbt.log"
+    log = PROJECT_DIR / os.environ.get("DBT_LOG_PATH", "logs") / "dbt.log"
     start = log.stat().st_size if log.exists() else 0
     run_dbt(project, *args, vars=vars)
     return log.read_bytes()[start:].decode(errors="replace")

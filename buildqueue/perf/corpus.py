@@ -18,13 +18,12 @@ import psycopg
 import yaml
 
 from buildqueue.dbt import DbtProject
-from buildqueue.paths import PROJECT_DIR
+from buildqueue.paths import PROJECT_DIR, compiled_analyses
 
 GRAFANA = PROJECT_DIR / "grafana"
 DASHBOARD = GRAFANA / "dashboards" / "build-queue.json"
 ALERTING = GRAFANA / "provisioning" / "alerting" / "buildqueue-alerts.yaml"
 DATASOURCES = GRAFANA / "provisioning" / "datasources" / "buildqueue.yaml"
-COMPILED_ANALYSES = PROJECT_DIR / "target" / "compiled" / "buildqueue" / "analyses"
 NICE_INTERVALS = (1, 5, 10, 15, 20, 30, 60, 300, 600, 900, 1800, 3600, 10800, 21600, 43200)
 """Seconds Grafana rounds ``$__interval`` to (rangeutil's roundInterval), up to 12 h."""
 
@@ -101,7 +100,7 @@ def grafana_queries() -> dict[str, str]:
 def analyses(project: DbtProject) -> dict[str, str]:
     """The spec's example and alert queries (analyses/*.sql) as dbt compiles them."""
     project.invoke("compile", "--select", "resource_type:analysis")
-    return {f"spec: {p.stem}": p.read_text() for p in sorted(COMPILED_ANALYSES.glob("*.sql"))}
+    return {f"spec: {p.stem}": p.read_text() for p in sorted(compiled_analyses().glob("*.sql"))}
 
 
 def column_filters(conn: psycopg.Connection) -> dict[str, str]:

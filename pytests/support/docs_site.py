@@ -1,6 +1,7 @@
 """dbt docs: generate the site the docs tests serve and read (dbt-bouncer checks descriptions)."""
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -8,8 +9,9 @@ from typing import Any
 from buildqueue.dbt import DbtProject
 from buildqueue.paths import SCRATCH_DIR
 
-# a target path of its own, so later dbt commands cannot overwrite the served site's manifest
-DOCS_TARGET_DIR = SCRATCH_DIR / "docs-site"
+# a target path of its own (and of its xdist worker's), so later dbt commands cannot
+# overwrite the served site's manifest
+DOCS_TARGET_DIR = SCRATCH_DIR / f"docs-site-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"
 
 
 @dataclass

@@ -58,12 +58,13 @@ def code_blocks(language: str) -> list[str]:
 
 
 def operator_environment(database: Database, home: Path) -> dict[str, str]:
-    """The shell an operator runs the README in: venv first on PATH, own HOME, PG* only."""
+    """The shell an operator runs the README in: venv first on PATH, own HOME, PG* only; dbt's
+    artifacts and logs in that HOME (two rehearsals at once never share a target/)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "DBT_", "BUILDQUEUE"))}
     env.pop("VIRTUAL_ENV", None)
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-    env["HOME"] = str(home)
-    return {**env, **database.env()}
+    env |= {"HOME": str(home), "DBT_TARGET_PATH": str(home / "target")}
+    return {**env, "DBT_LOG_PATH": str(home / "logs"), **database.env()}
 
 
 def run_script(script: str, env: dict[str, str]) -> BlockRun:
