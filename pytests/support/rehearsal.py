@@ -63,8 +63,9 @@ def operator_environment(database: Database, home: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "DBT_", "BUILDQUEUE"))}
     env.pop("VIRTUAL_ENV", None)
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-    env |= {"HOME": str(home), "DBT_TARGET_PATH": str(home / "target")}
-    return {**env, "DBT_LOG_PATH": str(home / "logs"), **database.env()}
+    env |= {"HOME": str(home), "DBT_TARGET_PATH": str(home / "target"),
+            "DBT_LOG_PATH": str(home / "logs")}  # fmt: skip
+    return {**env, **database.env()}
 
 
 def run_script(script: str, env: dict[str, str]) -> BlockRun:
