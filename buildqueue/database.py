@@ -287,11 +287,6 @@ def open_database(choice: str | None = None) -> Database:
     return db
 
 
-def process_alive(pid: int) -> bool:
-    """Whether a process with this pid exists (ours or another user's)."""
-    return Path(f"/proc/{pid}").exists()
-
-
 @contextlib.contextmanager
 def deadline(conn: psycopg.Connection, seconds: float) -> Iterator[None]:
     """Cut ``conn``'s socket after ``seconds``: a frozen server raises instead of hanging."""
