@@ -259,9 +259,14 @@ def start_testcontainers() -> Database:
     return Database(LOOPBACK, port, user, password, dbname, "testcontainers", container.stop)
 
 
+def backend_choice(choice: str | None = None) -> str:
+    """What ``choice`` (or $BUILDQUEUE_DATABASE) names: embedded when neither says."""
+    return (choice or os.environ.get(BACKEND_ENV) or "embedded").strip()
+
+
 def open_database(choice: str | None = None) -> Database:
     """The database ``choice`` (or $BUILDQUEUE_DATABASE) names, checked to answer."""
-    choice = (choice or os.environ.get(BACKEND_ENV) or "embedded").strip()
+    choice = backend_choice(choice)
     given = {key: os.environ[var] for key, var in _LIBPQ_ENV.items() if var in os.environ}
     if "://" in choice or "=" in choice:
         db = from_dsn(choice)

@@ -27,16 +27,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--password-server", action="store_true", help="a scram server, by DSN")
 
 
-def _embedded_default() -> bool:
-    """Whether the session's server is the embedded default, as `pg.open_database` chooses."""
-    return (os.environ.get(pg.BACKEND_ENV) or "embedded").strip() == "embedded"
-
-
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     """`-n auto`: a worker per core (up to 4), each with an embedded server of its own; one
     process on any other server, as the leftovers guard reads a whole server."""
     cores = min(len(os.sched_getaffinity(0)), 4)
-    return cores if cores > 1 and _embedded_default() and not config.option.password_server else 0
+    alone = pg.backend_choice() != "embedded" or config.option.password_server
+    return 0 if alone or cores == 1 else cores
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
@@ -71,7 +67,7 @@ def database(request: pytest.FixtureRequest, tmp_path_factory: Any) -> Iterator[
         server = start_password_server(tmp_path_factory.mktemp("password") / "pgdata")
         os.environ[pg.BACKEND_ENV] = as_dsn(server)  # the CLI subprocesses inherit it
     worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")  # gw0 has the usual folder
-    own = worker != "gw0" and _embedded_default()
+    own = worker != "gw0" and pg.backend_choice() == "embedded"
     db = pg.start_embedded(SCRATCH_DIR / f"pgdata-{worker}") if own else pg.open_database()
     try:
         with scratch.nothing_left_behind(db):
