@@ -13,7 +13,7 @@ from buildqueue.database import Database, DatabaseError
 from buildqueue.dbt import PASSWORD_ENV, DbtError, DbtProject, profile_dict
 from buildqueue.report import fetch_rows
 from support import scratch
-from support.example import EXPECTED_ROWS
+from support.example import SYSTEM_NAMES
 
 JINJA_PROFILE = """buildqueue: {target: live, outputs: {live: {type: postgres, host: elsewhere,
   port: 1, user: nobody, dbname: nothing, threads: 1,
@@ -46,7 +46,7 @@ def test_a_password_server_builds_and_a_suite_role_reads_the_view(scram: Databas
                      f"view_build_queue_status to {reader}")  # fmt: skip
     with scram.connect(user=reader) as conn:
         names = [row["system_name"] for row in fetch_rows(conn, view)]
-    assert names == [row["system_name"] for row in EXPECTED_ROWS]
+    assert names == SYSTEM_NAMES
 
 
 def test_the_container_is_pg_15_on_loopback(container_database: Any, monkeypatch: Env) -> None:

@@ -15,10 +15,11 @@ import pytest
 from psycopg import sql
 
 from buildqueue.database import Database, DatabaseError, start_embedded
-from buildqueue.dbt import DbtError, DbtProject
+from buildqueue.dbt import DbtProject
 from buildqueue.paths import PROJECT_DIR
 from buildqueue.report import fetch_rows
 from support import cli_process as cli
+from support.relations import run_dbt
 from support.scratch import VIEW_SCHEMA, scratch_name
 
 ROLE = "buildqueue_scram_user"
@@ -36,9 +37,7 @@ def cli_error(*args: str, **env: str) -> str:
 
 
 def dbt_error(project: DbtProject, *args: str, vars: dict | None = None) -> str:
-    with pytest.raises(DbtError) as raised:
-        project.invoke(*args, vars=vars)
-    return str(raised.value)
+    return run_dbt(project, *args, vars=vars, expect_pass=False).describe()
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from psycopg.rows import dict_row
 
 from support import crystal_forge
 from support import rehearsal as rh
-from support.example import EXPECTED_ROWS
+from support.example import EXPECTED_ROWS, SYSTEM_NAMES, as_expected
 from support.rehearsal import READER_ROLE, VIEW_SCHEMA, Rehearsal
 
 pytestmark = pytest.mark.first  # minutes long: a worker of its own while the others go on
@@ -40,7 +40,7 @@ def _rows(conn: psycopg.Connection) -> list[dict]:
     with conn.transaction(force_rollback=True), conn.cursor(row_factory=dict_row) as cur:
         crystal_forge.refresh_reservations(conn)
         rows = cur.execute(f"select * from {VIEW}").fetchall()
-    return [{key: row[key] for key in EXPECTED_ROWS[0]} for row in rows]
+    return as_expected(rows)
 
 
 def test_every_block_ran_and_the_view_has_the_example_rows(rehearsal: Rehearsal) -> None:
@@ -61,7 +61,7 @@ def test_the_reader_role_reads_the_view_and_nothing_else(rehearsal: Rehearsal) -
     with rehearsal.database.connect() as conn, conn.transaction(force_rollback=True):
         conn.execute(sql.SQL("set local role {}").format(sql.Identifier(READER_ROLE)))
         names = [row[0] for row in conn.execute(f"select system_name from {VIEW}")]
-        assert names == [row["system_name"] for row in EXPECTED_ROWS]
+        assert names == SYSTEM_NAMES
         for name, statement in FORBIDDEN.items():
             with pytest.raises(psycopg.errors.InsufficientPrivilege), conn.transaction():
                 conn.execute(statement)

@@ -146,7 +146,7 @@ def test_queue_depth_query(database: Database, samples_project: Any, samples_sch
 def test_alert_rules_on_the_example(
     conn: psycopg.Connection, uid: str, case: str, value: float, firing: bool
 ) -> None:
-    (rule,) = [r for _, r in ALERTS if r["uid"] == uid]
+    rule = files.rules_by_uid()[uid]
     with changed(conn, case):
         evaluation = evaluate_rule(rule, conn)
     assert (evaluation.value, evaluation.firing) == (pytest.approx(value, rel=0.02), firing)

@@ -8,7 +8,7 @@ from buildqueue.database import Database
 from buildqueue.dbt import DbtOutcome, DbtProject
 from buildqueue.report import fetch_rows
 from support import crystal_forge as cf
-from support.example import EXPECTED_ROWS
+from support.example import EXPECTED_ROWS, SYSTEM_NAMES, as_expected
 from support.relations import run_dbt
 from support.scratch import ScratchSchemas, drop_roles, scratch_name
 
@@ -75,8 +75,8 @@ def assert_the_view_works(db: Database, schema: str, reader: str) -> None:
         on_top = conn.execute(f"select system_name from {schema}.on_top").fetchall()
     with db.connect(user=reader) as conn:
         rows = fetch_rows(conn, schema)
-    assert [{key: row[key] for key in EXPECTED_ROWS[0]} for row in rows] == EXPECTED_ROWS
-    assert [name for (name,) in on_top] == [row["system_name"] for row in EXPECTED_ROWS]
+    assert as_expected(rows) == EXPECTED_ROWS
+    assert [name for (name,) in on_top] == SYSTEM_NAMES
 
 
 def test_pausing_a_view_that_is_not_there_says_so(

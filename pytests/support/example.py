@@ -15,6 +15,12 @@ CI_VIEW_SCHEMA = "buildqueue_ci"  # target ci's schema
 _ROWS = read_seed("example", "expected_view_build_queue_status")
 EXPECTED_ROWS = [{k: v for k, v in row.items() if not k.endswith("_age_seconds")} for row in _ROWS]
 LATEST_HEARTBEAT_AGE_SECONDS = {r["system_name"]: r["latest_heartbeat_age_seconds"] for r in _ROWS}
+SYSTEM_NAMES = [row["system_name"] for row in EXPECTED_ROWS]  # in the view's order
+
+
+def as_expected(rows: list[dict]) -> list[dict]:
+    """The view's rows cut to the columns EXPECTED_ROWS holds (their ages left out)."""
+    return [{key: row[key] for key in EXPECTED_ROWS[0]} for row in rows]
 
 
 def copy_example(conn: psycopg.Connection, schema: str, source: str = SOURCE_SCHEMA) -> None:
