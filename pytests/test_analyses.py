@@ -9,9 +9,8 @@ import pytest
 
 from buildqueue.database import Database
 from buildqueue.dbt import DbtError, DbtOutcome, DbtProject
-from buildqueue.paths import compiled_analyses
+from buildqueue.perf.corpus import analysis_names, compile_analyses
 from buildqueue.sampler import SAMPLE_MODEL
-from support.analyses import analysis_names, compile_analyses
 from support.example import EXPECTED_ROWS
 from support.grafana_checks import evaluate_rule
 from support.grafana_files import rules_by_uid
@@ -43,8 +42,7 @@ CASES = {  # analysis, vars, columns (expressions over its rows) -> rows on the 
 
 
 def compiled_now(project: DbtProject, name: str, vars: dict | None = None) -> str:
-    run_dbt(project, "compile", "--select", name, vars=vars)
-    return (compiled_analyses() / f"{name}.sql").read_text()
+    return compile_analyses(project, name, vars=vars)[name]
 
 
 @pytest.fixture(scope="module")

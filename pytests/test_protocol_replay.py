@@ -10,7 +10,7 @@ import pytest
 
 from buildqueue.database import Database
 from buildqueue.dbt import DbtProject
-from buildqueue.paths import compiled_analyses
+from buildqueue.perf.corpus import compile_analyses
 from support.crystal_forge import create_scratch_database, create_tables, drop_database
 from support.grafana_checks import evaluate_rule
 from support.grafana_files import rules_by_uid
@@ -151,8 +151,8 @@ def deployed_forge(database: Database) -> Iterator[Forge]:
         project = DbtProject(db, target="ci", schema=scratch_name("replay_view"),
                              vars={"source_schema": "public"})  # fmt: skip
         run_dbt(project, "run")
-        run_dbt(project, "compile", "--select", "alert_queue_stalled")
-        yield Forge(db, project, (compiled_analyses() / "alert_queue_stalled.sql").read_text())
+        stalled = compile_analyses(project, "alert_queue_stalled")["alert_queue_stalled"]
+        yield Forge(db, project, stalled)
     finally:
         drop_database(database, db)
 

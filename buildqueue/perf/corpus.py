@@ -97,10 +97,24 @@ def grafana_queries() -> dict[str, str]:
     return queries
 
 
+def analysis_names() -> list[str]:
+    """Every analysis in analyses/, sorted by name."""
+    return sorted(path.stem for path in (PROJECT_DIR / "analyses").glob("*.sql"))
+
+
+def compile_analyses(project: DbtProject, *names: str, vars: dict | None = None) -> dict[str, str]:
+    """`dbt compile` of the analyses ``names`` (default: all); each one's SQL by name."""
+    names = names or tuple(analysis_names())
+    project.invoke("compile", "--select", *names, vars=vars)
+    paths = {name: compiled_analyses() / f"{name}.sql" for name in names}
+    if missing := [str(path) for path in paths.values() if not path.exists()]:
+        raise FileNotFoundError(f"dbt compile did not write {missing}")
+    return {name: path.read_text() for name, path in paths.items()}
+
+
 def analyses(project: DbtProject) -> dict[str, str]:
     """The spec's example and alert queries (analyses/*.sql) as dbt compiles them."""
-    project.invoke("compile", "--select", "resource_type:analysis")
-    return {f"spec: {p.stem}": p.read_text() for p in sorted(compiled_analyses().glob("*.sql"))}
+    return {f"spec: {name}": sql for name, sql in compile_analyses(project).items()}
 
 
 def column_filters(conn: psycopg.Connection) -> dict[str, str]:

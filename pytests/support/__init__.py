@@ -13,7 +13,6 @@
     transformations  -- the panels' transformations in Grafana's own code (@grafana/data),
                         in headless Chromium (browser: Selenium on Debian's chromium)
     docs_site        -- dbt docs generated for the docs site tests
-    analyses         -- the analyses compiled by dbt
     cli_process      -- the `buildqueue` command in a process of its own, as a shell runs it,
                         and a user's own password-protected (scram-sha-256) server
     pollers          -- Grafana-like clients polling the view (redeploys, the standby)
