@@ -11,11 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
-from psycopg import sql
 
 from buildqueue.database import Database
 from buildqueue.paths import PROJECT_DIR
-from support import crystal_forge
+from support import crystal_forge, scratch
 
 README = PROJECT_DIR / "README.md"
 DEPLOY_SECTION = "Deploying to a live Crystal Forge database"
@@ -82,10 +81,9 @@ def rehearse(server: Database, home: Path) -> Iterator[Rehearsal]:
     blocks = code_blocks("bash")
     roles = sorted({READER_ROLE, *re.findall(r"create role (\w+)", "\n".join(blocks))})
     with server.connect() as conn:
-        for role in _existing(conn, roles):
-            if server.backend != "embedded":  # a user's server: the role may be theirs
-                raise RehearsalUnavailable(f"role {role} already exists on {server.describe()}")
-            _drop_role(conn, role)  # left by an interrupted run on our own server
+        if (left := _existing(conn, roles)) and server.backend != "embedded":  # may be theirs
+            raise RehearsalUnavailable(f"role {left[0]} already exists on {server.describe()}")
+        scratch.drop_roles(server, left)  # left by an interrupted run on our own server
         allowed = conn.execute("select rolsuper or (rolcreatedb and rolcreaterole) from pg_roles"
                                " where rolname = current_user").fetchone()  # fmt: skip
     if not (allowed and allowed[0]):
@@ -108,22 +106,13 @@ def rehearse(server: Database, home: Path) -> Iterator[Rehearsal]:
                 rehearsal.catalogs.append(catalog(conn))
         yield rehearsal
     finally:
-        with database.connect() as conn:
-            for role in _existing(conn, roles):
-                conn.execute(sql.SQL("drop owned by {}").format(sql.Identifier(role)))
+        scratch.drop_roles(database, roles)  # what they own or were granted there, then them
         crystal_forge.drop_database(server, database)
-        with server.connect() as conn:
-            for role in _existing(conn, roles):
-                _drop_role(conn, role)
 
 
 def _existing(conn: psycopg.Connection, roles: list[str]) -> list[str]:
     query = "select rolname from pg_roles where rolname = any(%s) order by 1"
     return [role for (role,) in conn.execute(query, [roles])]
-
-
-def _drop_role(conn: psycopg.Connection, role: str) -> None:
-    conn.execute(sql.SQL("drop owned by {0}; drop role {0}").format(sql.Identifier(role)))
 
 
 def source_indexes(conn: psycopg.Connection) -> dict[str, str]:
