@@ -196,6 +196,5 @@ def bench_command(database: Database, args: Any) -> int:
                 f"{rows_b / rows_a:.2f}x the dependency rows"
             )
             print(tables[-1])
-    OUTPUT.parent.mkdir(parents=True, exist_ok=True)
     OUTPUT.write_text("\n\n".join(tables) + "\n")
     return 0

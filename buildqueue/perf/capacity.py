@@ -23,7 +23,7 @@ from typing import Any
 
 from buildqueue.database import BackendUnavailable, Database, pg_bin
 from buildqueue.paths import SCRATCH_DIR
-from buildqueue.perf.bench import parse_sizes, prepare_fleet
+from buildqueue.perf.bench import VIEW_SCHEMA, parse_sizes, prepare_fleet
 from buildqueue.perf.corpus import grafana_queries, pool_size
 
 LATE_SHARE = 0.01
@@ -96,9 +96,10 @@ def load_command(database: Database, args: Any) -> int:
     for shape in shapes:
         with database.connect() as conn:
             prepare_fleet(database, conn, args.target, shape)
-            schema = conn.execute("select current_schema()").fetchone()[0]  # type: ignore[index]
         opts = {"seconds": args.seconds, "limit": args.limit, "max_viewers": args.max_viewers}
-        found = [capacity(database, schema, grafana_queries(), r, **opts) for r in args.refresh]
+        found = [
+            capacity(database, VIEW_SCHEMA, grafana_queries(), r, **opts) for r in args.refresh
+        ]
         lines.append(f"| {shape.label} | " + " | ".join(map(str, found)) + " |")
         print(lines[-1], file=sys.stderr)
     print("\n".join(lines))
