@@ -11,7 +11,7 @@ import pytest
 
 from buildqueue import database as pg
 from buildqueue.database import Database
-from buildqueue.dbt import DbtOutcome, DbtProject
+from buildqueue.dbt import VIEW, DbtOutcome, DbtProject
 from buildqueue.paths import PROJECT_DIR, SCRATCH_DIR
 from buildqueue.sampler import SAMPLE_MODEL
 from support import scratch
@@ -19,8 +19,6 @@ from support.cli_process import as_dsn, start_password_server
 from support.docs_site import DocsArtifacts, generate_docs
 from support.example import ExampleDatabase, copy_example, refill_example
 from support.scratch import EXAMPLE_SCHEMA, VIEW_SCHEMA, ScratchSchemas, scratch_name
-
-VIEW = "view_build_queue_status"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
