@@ -23,7 +23,7 @@ def as_expected(rows: list[dict]) -> list[dict]:
     return [{key: row[key] for key in EXPECTED_ROWS[0]} for row in rows]
 
 
-def copy_example(conn: psycopg.Connection, schema: str, source: str = SOURCE_SCHEMA) -> None:
+def copy_example(conn: psycopg.Connection, schema: str, source: str) -> None:
     """The example in ``source`` copied to a new ``schema`` (keys, indexes), fresh (refilled)."""
     conn.execute(sql.SQL("create schema {}").format(sql.Identifier(schema)))
     for table in CRYSTAL_FORGE_TABLES:
@@ -32,7 +32,7 @@ def copy_example(conn: psycopg.Connection, schema: str, source: str = SOURCE_SCH
     refill_example(conn, schema, source)
 
 
-def refill_example(conn: psycopg.Connection, schema: str, source: str = SOURCE_SCHEMA) -> None:
+def refill_example(conn: psycopg.Connection, schema: str, source: str) -> None:
     """A copy's rows replaced by the example's, reservation times shifted to their load ages."""
     tables = [sql.Identifier(schema, table) for table in CRYSTAL_FORGE_TABLES]
     conn.execute(sql.SQL("truncate {}").format(sql.SQL(", ").join(tables)))
